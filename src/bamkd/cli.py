@@ -1,0 +1,174 @@
+"""The ``bamkd`` command. The only module that reads argv and the environment.
+
+Errors a user can fix (bad config keys, missing files, malformed rows) end with one line on
+stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from bamkd import __version__
+from bamkd.errors import BamkdError
+
+log = logging.getLogger("bamkd")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("transformers", "accelerate", "urllib3", "matplotlib", "filelock", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def _format_metrics(metrics: dict[str, dict[str, float]]) -> str:
+    from bamkd.metrics import average_score, task_score
+
+    lines = []
+    for task, values in metrics.items():
+        parts = " ".join(f"{k}={100 * v:.2f}" for k, v in values.items())
+        lines.append(f"  {task:<18} {parts}  (score {100 * task_score(values):.2f})")
+    try:
+        lines.append(f"  {'average':<18} {100 * average_score(metrics):.2f}")
+    except BamkdError:
+        pass
+    return "\n".join(lines)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from bamkd.config import build_config
+    from bamkd.train import train
+
+    cfg = build_config(args.config, args.overrides)
+    metrics = train(cfg, resume=args.resume, trackers=args.track)
+    print(f"run folder: {cfg.output_dir}\ndev metrics:\n{_format_metrics(metrics)}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from bamkd.predict import evaluate_run
+
+    metrics = evaluate_run(args.run)
+    print(json.dumps(metrics, indent=2) if args.json else _format_metrics(metrics))
+    return 0
+
+
+def cmd_teach(args: argparse.Namespace) -> int:
+    from bamkd.predict import teach
+
+    for path in teach(args.run, args.tasks):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from bamkd.predict import submit
+
+    report = submit(args.runs, args.out, glue_dir=args.glue_dir, wnli_policy=args.wnli)
+    print(report.summary())
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bamkd.pipeline import load_experiment, run_experiment
+
+    experiment = load_experiment(args.experiment, args.overrides)
+    result = run_experiment(experiment, only=args.only, dry_run=args.dry_run)
+    print(result.summary())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bamkd.pipeline import demo_experiment, run_experiment
+
+    experiment = demo_experiment(Path(args.out), quick=args.quick)
+    result = run_experiment(experiment)
+    print(result.summary())
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bamkd.report import report_path
+
+    for line in report_path(Path(args.path)):
+        print(line)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bamkd",
+        description="BAM! Born-Again Multi-Task Networks: teachers, teacher annealing, students.",
+    )
+    parser.add_argument("--version", action="version", version=f"bamkd {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one run (single-task, multi-task or distilled)")
+    p.add_argument("--config", "-c", required=True, help="preset YAML file or builtin preset name")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides")
+    p.add_argument("--resume", action="store_true", help="continue the run in output_dir")
+    p.add_argument("--track", action="append", choices=["tensorboard", "wandb", "mlflow"],
+                   help="also log to this tracker (opt-in; repeatable)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="recompute dev metrics of a finished run")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("teach", help="write a run's predictions on its training sets")
+    p.add_argument("run")
+    p.add_argument("--tasks", nargs="*", help="only these tasks (default: every head)")
+    p.set_defaults(func=cmd_teach)
+
+    p = sub.add_parser("run", help="run an experiment: teachers, predictions, students, report")
+    p.add_argument("experiment", help="experiment YAML")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of the experiment")
+    p.add_argument("--only", nargs="*", help="only these variants")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, train nothing")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="the whole pipeline on a built-in synthetic suite")
+    p.add_argument("--out", default="bamkd-demo", help="experiment folder (default: bamkd-demo)")
+    p.add_argument("--quick", action="store_true", help="one seed, fewer epochs")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("submit", help="GLUE test-set submission files and zip")
+    p.add_argument("runs", nargs="+", help="run folders; each task comes from the first with it")
+    p.add_argument("--out", required=True)
+    p.add_argument("--glue-dir", default=None, help="GLUE folder (default: the run's)")
+    p.add_argument("--wnli", default="majority", choices=["majority", "model", "skip"])
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("report", help="plots and a markdown summary of a run or an experiment")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except BamkdError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; resume with --resume (bamkd run resumes by itself)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

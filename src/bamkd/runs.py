@@ -1,0 +1,51 @@
+"""The layout of a run folder and the few facts read back from one.
+
+A run folder holds ``config.yaml`` (the resolved config), ``metrics.jsonl``, ``checkpoints/``,
+``model/`` (final weights, tokenizer, task specs), ``trainer_state.json`` and
+``dev_metrics.json``. ``trainer_state.json`` with ``finished: true`` is written last, so its
+presence means the run is complete.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bamkd.config import RunConfig, from_dict, load_yaml
+from bamkd.config import DataConfig
+from bamkd.errors import BamkdError
+from bamkd.storage import read_json
+from bamkd.tasks import TaskSpec, get_task, load_task_yaml
+
+CONFIG_NAME = "config.yaml"
+STATE_NAME = "trainer_state.json"
+DEV_METRICS_NAME = "dev_metrics.json"
+MODEL_DIR = "model"
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The resolved config a run was started with."""
+    path = Path(run_dir) / CONFIG_NAME
+    if not path.is_file():
+        raise BamkdError(f"{run_dir} is not a bamkd run folder (no {CONFIG_NAME})")
+    return from_dict(RunConfig, load_yaml(path))
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    path = Path(run_dir) / STATE_NAME
+    if not path.is_file():
+        return False
+    try:
+        return bool(read_json(path).get("finished"))
+    except BamkdError:
+        return False
+
+
+def dev_metrics(run_dir: str | Path) -> dict[str, dict[str, float]]:
+    return read_json(Path(run_dir) / DEV_METRICS_NAME)
+
+
+def task_specs(data: DataConfig) -> dict[str, TaskSpec]:
+    """The specs of ``data.tasks``, user tasks from ``data.task_files`` included, in order."""
+    user = {spec.name: spec for spec in (load_task_yaml(p) for p in data.task_files)}
+    specs = [get_task(name, user_tasks=user) for name in data.tasks]
+    return {spec.name: spec for spec in specs}

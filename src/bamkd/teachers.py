@@ -1,0 +1,169 @@
+"""Teacher predictions: stored per task as safetensors keyed by example id, with a manifest.
+
+The original code kept teacher outputs in pickles keyed by row index and crashed with a KeyError
+when the data or the swapping scheme changed. Here every output row carries the example's stable
+id and a hash of its texts and label; before the first step a student checks that each of its
+training examples has an output and that the example has not changed since the teacher saw it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
+
+from bamkd.data import Encoded
+from bamkd.errors import DataError
+from bamkd.losses import teacher_probs
+from bamkd.storage import atomic_path, write_json
+
+log = logging.getLogger(__name__)
+
+TEACHER_DIR = "teacher_predictions"
+FORMAT_VERSION = 1
+
+
+def predictions_path(run_dir: Path, task: str) -> Path:
+    return Path(run_dir) / TEACHER_DIR / f"{task}.safetensors"
+
+
+def data_fingerprint(enc: Encoded) -> str:
+    """Hash of the ids and contents of every example, in order."""
+    h = hashlib.sha256()
+    h.update(json.dumps(enc.ids).encode())
+    h.update(enc.content_hash.tobytes())
+    return h.hexdigest()[:32]
+
+
+def write_teacher_predictions(
+    run_dir: Path, enc: Encoded, outputs: np.ndarray, kind: str, manifest: dict
+) -> Path:
+    """Store ``outputs`` (logits [n, C] or [0,1] scores [n]) for the examples of ``enc``."""
+    outputs = np.asarray(outputs, dtype=np.float32)
+    if outputs.ndim == 1:
+        outputs = outputs[:, None]
+    if len(outputs) != len(enc):
+        raise ValueError(f"{len(outputs)} outputs for {len(enc)} examples")
+    info = {
+        "format_version": FORMAT_VERSION,
+        "task": enc.task,
+        "split": enc.split,
+        "kind": kind,
+        "num_examples": len(enc),
+        "data_fingerprint": data_fingerprint(enc),
+        **manifest,
+    }
+    path = predictions_path(run_dir, enc.task)
+    with atomic_path(path) as tmp:
+        save_file(
+            {"outputs": outputs, "content_hash": enc.content_hash},
+            str(tmp),
+            metadata={"manifest": json.dumps(info), "ids": json.dumps(enc.ids)},
+        )
+    # A readable copy of the manifest, without the ids, for people and for the pipeline.
+    write_json(path.with_suffix(".json"), info)
+    return path
+
+
+@dataclass
+class TeacherOutputs:
+    """One teacher's stored outputs for one task."""
+
+    path: Path
+    manifest: dict
+    ids: list[str]
+    outputs: np.ndarray
+    content_hash: np.ndarray
+
+
+def read_teacher_predictions(run_dir: Path, task: str) -> TeacherOutputs:
+    path = predictions_path(run_dir, task)
+    if not path.is_file():
+        raise DataError(
+            f"no teacher predictions for task '{task}' in {run_dir} ({path} is missing); "
+            f"write them with: bamkd teach {run_dir}"
+        )
+    try:
+        with safe_open(str(path), "np") as f:
+            meta = f.metadata() or {}
+        manifest, ids = json.loads(meta["manifest"]), json.loads(meta["ids"])
+        tensors = load_file(str(path))
+    except Exception as exc:
+        raise DataError(
+            f"teacher predictions {path} are corrupted or truncated ({exc}); delete the file and "
+            f"run: bamkd teach {run_dir}"
+        ) from None
+    return TeacherOutputs(path, manifest, ids, tensors["outputs"], tensors["content_hash"])
+
+
+def align_teacher(enc: Encoded, teacher: TeacherOutputs) -> np.ndarray:
+    """Teacher outputs in the row order of ``enc``; refuses missing or stale outputs.
+
+    The message says which task, how many ids are missing or changed, an example id, and why.
+    """
+    index = {id_: i for i, id_ in enumerate(teacher.ids)}
+    rows = np.array([index.get(id_, -1) for id_ in enc.ids], dtype=np.int64)
+    missing = np.flatnonzero(rows < 0)
+    if len(missing):
+        first = enc.ids[missing[0]]
+        hint = (
+            " The student doubles symmetric pairs (ids ending ':swap') and the teacher did not;"
+            " set the same data.double_unordered for both."
+            if first.endswith(":swap")
+            else " The teacher predicted on other data (another data.train_limit or data folder)."
+        )
+        raise DataError(
+            f"task '{enc.task}': {len(missing)} of {len(enc)} training examples have no teacher "
+            f"output in {teacher.path} (first missing id: {first}).{hint} Re-run "
+            f"'bamkd teach' on the teacher run with the student's data."
+        )
+    stale = np.flatnonzero(teacher.content_hash[rows] != enc.content_hash)
+    if len(stale):
+        raise DataError(
+            f"task '{enc.task}': {len(stale)} of {len(enc)} training examples changed since the "
+            f"teacher predicted them (first: {enc.ids[stale[0]]}); the data no longer matches "
+            f"{teacher.path}. Re-run 'bamkd teach' on the teacher run."
+        )
+    return teacher.outputs[rows]
+
+
+def teacher_targets(
+    enc: Encoded,
+    teachers: Sequence[TeacherOutputs],
+    kind: str,
+    weights: Sequence[float] | None = None,
+    temperature: float = 1.0,
+) -> np.ndarray:
+    """Soft targets for ``enc``: an ensemble averaged in probability space (or score space).
+
+    Classification: sum_k w_k softmax(logits_k / T); regression: sum_k w_k score_k. Weights are
+    normalised to sum to 1.
+    """
+    import torch
+
+    if not teachers:
+        raise ValueError("no teachers given")
+    w = np.ones(len(teachers)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if (w < 0).any() or w.sum() <= 0:
+        raise DataError(f"task '{enc.task}': teacher weights {list(w)} must be >= 0, not all 0")
+    w = w / w.sum()
+    total = None
+    for weight, teacher in zip(w, teachers):
+        if teacher.manifest.get("kind") != kind:
+            raise DataError(
+                f"task '{enc.task}': teacher {teacher.path} holds {teacher.manifest.get('kind')} "
+                f"outputs but the task is {kind}"
+            )
+        out = align_teacher(enc, teacher)
+        if kind == "classification":
+            out = teacher_probs(torch.from_numpy(out), temperature).numpy()
+        total = weight * out if total is None else total + weight * out
+    assert total is not None
+    return total.astype(np.float32)

@@ -1,0 +1,80 @@
+"""A tiny randomly initialised BERT and its tokenizer, built locally without any download.
+
+Tests and the embedded demo need an encoder that loads offline and trains in seconds on a CPU.
+``ensure_tiny_encoder`` writes one (2 layers, hidden 64) into the cache the first time; the
+tokenizer is a WordPiece vocabulary of common words plus single characters, so any ASCII text
+tokenizes without unknown tokens. Weights come from a fixed seed, so every build is identical.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+from pathlib import Path
+
+from bamkd.storage import atomic_dir
+
+TINY_VERSION = "1"
+
+COMMON_WORDS = """
+the a an and or but not no is are was were be been am do does did have has had will would can
+could should may might must this that these those it its he she they we you i me him her them us
+my your our their of in on at to for with from by about as into over under after before between
+good bad great terrible fine awful nice poor best worst love hate like enjoy boring fun dull
+happy sad film movie story plot actor acting music book food place service staff room day night
+man woman child people dog cat car house city world time year week work play game team
+said says told asked went came made took gave found saw knew thought wanted looked used
+very really quite too so more most less least much many few some all any every each other
+one two three four five six seven eight nine ten first last new old big small long short high
+red blue green black white yes only also just still even again never always often
+""".split()
+
+
+def tiny_vocab(extra_words: list[str] | None = None) -> dict[str, int]:
+    """Special tokens, words, then characters and their continuation forms (WordPiece fallback)."""
+    chars = list(string.ascii_lowercase + string.digits + string.punctuation)
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    seen = set(tokens)
+    for tok in [*COMMON_WORDS, *(extra_words or []), *chars, *(f"##{c}" for c in chars)]:
+        if tok not in seen:
+            seen.add(tok)
+            tokens.append(tok)
+    return {tok: i for i, tok in enumerate(tokens)}
+
+
+def build_tiny_encoder(folder: str | Path, *, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
+    """Write a tiny BERT (config, random weights, tokenizer) to ``folder``."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from bamkd.demo import DEMO_WORDS
+
+    vocab = tiny_vocab(DEMO_WORDS)
+    tokenizer = BertTokenizerFast(vocab=vocab)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=hidden * 4,
+        max_position_embeddings=512,
+    )
+    torch.manual_seed(seed)
+    model = BertModel(config)
+    folder = Path(folder)
+    with atomic_dir(folder) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return folder
+
+
+def ensure_tiny_encoder(cache_dir: str | Path | None = None) -> Path:
+    """The shared tiny encoder folder, built once per cache."""
+    from bamkd.data import default_cache_dir
+
+    base = Path(cache_dir) if cache_dir else default_cache_dir()
+    folder = base / f"bamkd-tiny-v{TINY_VERSION}"
+    if not (folder / "config.json").is_file():
+        os.makedirs(base, exist_ok=True)
+        build_tiny_encoder(folder)
+    return folder

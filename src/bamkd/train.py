@@ -1,0 +1,551 @@
+"""Training: ``setup(cfg)`` builds everything a run needs; ``fit(ctx)`` runs the loop.
+
+One loop serves every variant of the paper. Single-task, multi-task and distilled runs differ
+only in their task list and in whether a row has a teacher target; the loss for each row is
+``lambda * gold + (1 - lambda) * teacher`` with lambda = 1 where there is no teacher.
+Accelerate supplies the device, mixed precision and the process group; batches are planned
+globally (see sampling.py) and each process takes its share, so one process and several train
+the same model on the same global batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bamkd import checkpoint as ckpt
+from bamkd.config import RunConfig, from_dict, load_yaml
+from bamkd.data import Encoded, ExampleStore, load_encoded
+from bamkd.errors import BamkdError, ConfigError
+from bamkd.evaluate import evaluate
+from bamkd.losses import classification_loss, gold_weight, regression_loss
+from bamkd.model import MultiTaskModel, init_from, load_encoder, load_tokenizer
+from bamkd.optim import BertAdamW, lr_at, param_groups, set_lr
+from bamkd.progress import bars_enabled
+from bamkd.runs import CONFIG_NAME, DEV_METRICS_NAME, MODEL_DIR, STATE_NAME, is_finished, task_specs
+from bamkd.sampling import BatchPlan, make_task_weighting, shard, split_micro
+from bamkd.storage import RunLock, read_json, write_json, write_text
+from bamkd.tasks import TaskSpec
+from bamkd.teachers import read_teacher_predictions, teacher_targets
+from bamkd.tracking import MetricLog
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(BamkdError):
+    """The loss became NaN or infinite and the run is configured to stop."""
+
+
+@dataclass
+class TaskTraining:
+    """Per-task facts the loss needs, in the order of the model's task list."""
+
+    spec: TaskSpec
+    loss_weight: float
+    has_teacher: bool
+    schedule: str
+    weight: float
+
+
+@dataclass
+class Context:
+    """Everything ``fit`` uses; built by ``setup``."""
+
+    cfg: RunConfig
+    run_dir: Path
+    accelerator: object
+    tokenizer: object
+    model: torch.nn.Module
+    raw_model: MultiTaskModel
+    optimizer: torch.optim.Optimizer
+    specs: dict[str, TaskSpec]
+    tasks: list[TaskTraining]
+    store: ExampleStore
+    plan: BatchPlan
+    eval_sets: dict[str, dict[str, Encoded]]
+    total_steps: int
+    state: ckpt.TrainerState
+    metric_log: MetricLog
+    lock: RunLock | None = None
+    summary: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# The loss
+# --------------------------------------------------------------------------------------------
+
+
+def batch_loss(
+    outputs: Mapping[str, torch.Tensor],
+    batch: Mapping[str, torch.Tensor],
+    tasks: list[TaskTraining],
+    lam: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sum over rows of loss_weight[task] * loss(row), each row scored by its own task's head.
+
+    Every head runs on every row and contributes through ``torch.where``, so all heads stay in
+    the graph (which keeps DDP happy). ``lam[t]`` is the gold weight of task t at this step.
+    Returns the weighted total and, per task, the unweighted loss sum and row count (for logs).
+    """
+    task_ids = batch["task_ids"]
+    labels = batch["labels"].float()
+    teacher = batch.get("teacher")
+    total = outputs[tasks[0].spec.name].new_zeros((), dtype=torch.float32)
+    sums = torch.zeros(len(tasks))
+    counts = torch.zeros(len(tasks))
+    for t, info in enumerate(tasks):
+        spec = info.spec
+        mask = task_ids == t
+        row_lam = torch.full_like(labels, float(lam[t]))
+        if spec.kind == "classification":
+            gold = torch.where(mask, labels, torch.zeros_like(labels)).long()
+            soft = None
+            if info.has_teacher and teacher is not None:
+                soft = torch.nan_to_num(teacher[:, : spec.num_outputs])
+            per_row = classification_loss(outputs[spec.name], gold, soft, row_lam)
+        else:
+            lo, hi = spec.regression_range
+            gold = torch.where(mask, (labels - lo) / (hi - lo), torch.zeros_like(labels))
+            soft = torch.nan_to_num(teacher[:, 0]) if info.has_teacher and teacher is not None else None
+            per_row = regression_loss(outputs[spec.name], gold, soft, row_lam)
+        per_row = torch.where(mask, per_row, torch.zeros_like(per_row))
+        total = total + info.loss_weight * per_row.sum()
+        sums[t] = per_row.detach().sum().cpu()
+        counts[t] = mask.sum().cpu()
+    return total, sums, counts
+
+
+def gold_weights(tasks: list[TaskTraining], step: int, total_steps: int, step_at: float) -> torch.Tensor:
+    """lambda per task at ``step``: 1 for tasks without a teacher."""
+    return torch.tensor(
+        [
+            gold_weight(t.schedule, step, total_steps, t.weight, step_at) if t.has_teacher else 1.0
+            for t in tasks
+        ]
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Setup
+# --------------------------------------------------------------------------------------------
+
+
+def make_accelerator(cfg: RunConfig, trackers: list[str] | None = None):
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    # Heads always run, but the pooler is unused with cls/mean pooling.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.model.pooling != "pooler")
+    return Accelerator(
+        mixed_precision=cfg.train.mixed_precision,
+        kwargs_handlers=[ddp],
+        log_with=trackers or None,
+        project_dir=cfg.output_dir,
+    )
+
+
+def _check_run_folder(run_dir: Path, cfg: RunConfig, resume: bool) -> RunConfig:
+    """Refuse to overwrite a run; on resume return the saved config (it wins, with warnings)."""
+    saved_path = run_dir / CONFIG_NAME
+    has_work = saved_path.is_file() and (
+        ckpt.list_checkpoints(run_dir) or (run_dir / STATE_NAME).is_file()
+    )
+    if not resume:
+        if has_work:
+            raise BamkdError(
+                f"{run_dir} already holds a run; pass --resume to continue it, or choose another "
+                "output_dir"
+            )
+        return cfg
+    if not saved_path.is_file():
+        return cfg
+    saved = from_dict(RunConfig, load_yaml(saved_path))
+    for key, (old, new) in _config_diff(saved.to_dict(), cfg.to_dict()).items():
+        log.warning("resume: %s differs (saved %r, given %r); the saved value wins", key, old, new)
+    return saved
+
+
+def _config_diff(a: dict, b: dict, prefix: str = "") -> dict[str, tuple]:
+    diff = {}
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            diff.update(_config_diff(va, vb, f"{prefix}{key}."))
+        elif va != vb:
+            diff[f"{prefix}{key}"] = (va, vb)
+    return diff
+
+
+def _load_data(cfg: RunConfig, specs: dict[str, TaskSpec], tokenizer, accelerator):
+    d = cfg.data
+    train_parts, eval_sets = [], {}
+    # The main process tokenizes first and fills the cache; the others then read it.
+    with accelerator.main_process_first():
+        for name, spec in specs.items():
+            if spec.head_task is not None:
+                raise ConfigError(
+                    f"task '{name}' has no head of its own (it is predicted with the "
+                    f"'{spec.head_task}' head); remove it from data.tasks"
+                )
+            train_parts.append(
+                load_encoded(
+                    spec, "train", tokenizer, d.max_seq_length, data_dir=d.glue_dir,
+                    limit=d.train_limit, double=spec.symmetric and d.double_unordered,
+                    cache_dir=d.cache_dir,
+                )
+            )
+            eval_sets[name] = {
+                split: load_encoded(
+                    spec, split, tokenizer, d.max_seq_length, data_dir=d.glue_dir,
+                    limit=d.eval_limit, cache_dir=d.cache_dir,
+                )
+                for split in spec.eval_splits
+            }
+    for part in train_parts:
+        if len(part) == 0:
+            raise BamkdError(f"task '{part.task}' has no training examples")
+        if np.isnan(part.labels).any():
+            raise BamkdError(f"task '{part.task}': training split has unlabelled rows")
+    return train_parts, eval_sets
+
+
+def _teacher_arrays(cfg: RunConfig, specs: dict[str, TaskSpec], parts: list[Encoded],
+                    accelerator) -> list[np.ndarray | None]:
+    """Per task: teacher targets aligned with its training rows, or None."""
+    dist = cfg.distill
+    unknown = sorted(set(dist.teachers) - set(specs))
+    if unknown:
+        raise ConfigError(
+            f"distill.teachers names task '{unknown[0]}', which is not in data.tasks "
+            f"({', '.join(specs)})"
+        )
+    arrays: list[np.ndarray | None] = []
+    for part in parts:
+        runs = dist.teachers.get(part.task)
+        if not runs:
+            arrays.append(None)
+            continue
+        spec = specs[part.task]
+        temperature = dist.per_task.get(part.task, None)
+        t = temperature.temperature if temperature and temperature.temperature else dist.temperature
+        outputs = []
+        for run in runs:
+            _ensure_teacher_predictions(Path(run), part.task, accelerator)
+            outputs.append(read_teacher_predictions(Path(run), part.task))
+        arrays.append(
+            teacher_targets(part, outputs, spec.kind, dist.teacher_weights.get(part.task), t)
+        )
+    return arrays
+
+
+def _ensure_teacher_predictions(run: Path, task: str, accelerator) -> None:
+    """Write a finished teacher's training-set predictions if they are not there yet."""
+    from bamkd.teachers import predictions_path
+
+    if predictions_path(run, task).is_file():
+        return
+    if not is_finished(run):
+        raise BamkdError(
+            f"teacher run {run} is not finished (no {STATE_NAME} with finished: true); "
+            "train it first"
+        )
+    from bamkd.predict import teach
+
+    log.info("teacher %s has no predictions for %s yet; writing them", run, task)
+    teach(run, tasks=[task], accelerator=accelerator)
+
+
+def setup(cfg: RunConfig, *, resume: bool = False, trackers: list[str] | None = None) -> Context:
+    """Build the model, data, optimizer and state for a run (resuming it when asked)."""
+    from accelerate.utils import set_seed
+
+    run_dir = Path(cfg.output_dir)
+    accelerator = make_accelerator(cfg, trackers)
+    lock = RunLock(run_dir).acquire() if accelerator.is_main_process else None
+    try:
+        cfg = _check_run_folder(run_dir, cfg, resume)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            write_text(run_dir / CONFIG_NAME, cfg.to_yaml())
+        specs = task_specs(cfg.data)
+        set_seed(cfg.train.seed)
+        tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.name_or_path,
+                                   cfg.model.trust_remote_code)
+        encoder = load_encoder(cfg.model.name_or_path, cfg.model.trust_remote_code)
+        model = MultiTaskModel(
+            encoder, list(specs.values()), pooling=cfg.model.pooling,
+            dropout=cfg.model.dropout, regression_head=cfg.model.regression_head,
+        )
+        if cfg.model.init_from:
+            init_from(model, cfg.model.init_from)
+
+        parts, eval_sets = _load_data(cfg, specs, tokenizer, accelerator)
+        teacher = _teacher_arrays(cfg, specs, parts, accelerator)
+        sizes = {p.task: len(p) for p in parts}
+        t = cfg.train
+        weighting = make_task_weighting(
+            t.task_weighting, sizes, t.weighting_exponent, t.sampling_temperature
+        )
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        use_types = "token_type_ids" in tokenizer.model_input_names
+        max_out = max(s.num_outputs for s in specs.values())
+        store = ExampleStore(parts, list(specs), pad_id, use_types, teacher, max_out)
+        plan = BatchPlan(sizes, weighting, t.batch_size, t.seed, store.lengths,
+                         cfg.data.length_grouped)
+        total_steps = plan.total_steps(t.epochs)
+
+        tasks = []
+        for part, arr in zip(parts, teacher):
+            override = cfg.distill.per_task.get(part.task)
+            tasks.append(TaskTraining(
+                spec=specs[part.task],
+                loss_weight=weighting.loss_weights[part.task],
+                has_teacher=arr is not None,
+                schedule=(override.schedule if override and override.schedule
+                          else cfg.distill.schedule),
+                weight=(override.weight if override and override.weight is not None
+                        else cfg.distill.weight),
+            ))
+
+        groups = param_groups(
+            model.encoder.named_parameters(),
+            [(f"heads.{n}", p) for n, p in model.heads.named_parameters()],
+            model.num_layers, t.layerwise_decay, t.weight_decay,
+        )
+        optimizer = BertAdamW(groups, lr=t.lr, betas=(t.adam_beta1, t.adam_beta2),
+                              eps=t.adam_eps, bias_correction=t.bias_correction)
+        state = ckpt.TrainerState(total_steps=total_steps, world_size=accelerator.num_processes)
+        metric_log = MetricLog(run_dir, accelerator, enabled=accelerator.is_main_process)
+
+        if resume:
+            found = ckpt.latest_checkpoint(run_dir, accelerator.process_index)
+            if found is not None:
+                model.load_state_dict(found.model)
+                optimizer.load_state_dict(found.optimizer)
+                if found.state.total_steps != total_steps:
+                    raise BamkdError(
+                        f"checkpoint {found.folder} was made for {found.state.total_steps} steps "
+                        f"but this run plans {total_steps}; the data or batch size changed"
+                    )
+                state = found.state
+                if found.rng is not None and found.state.world_size == accelerator.num_processes:
+                    ckpt.set_rng_state(found.rng)
+                else:
+                    log.warning("resume: no RNG state for this process layout; dropout differs")
+                log.info("resuming %s from step %d of %d", run_dir, state.step, total_steps)
+            metric_log.truncate_after(state.step)
+        elif accelerator.is_main_process and metric_log.path.exists():
+            metric_log.path.unlink()
+
+        model, optimizer = accelerator.prepare(model, optimizer)
+        if trackers:
+            accelerator.init_trackers(run_dir.name, config=_flat_config(cfg))
+        return Context(
+            cfg=cfg, run_dir=run_dir, accelerator=accelerator, tokenizer=tokenizer,
+            model=model, raw_model=accelerator.unwrap_model(model), optimizer=optimizer,
+            specs=specs, tasks=tasks, store=store, plan=plan, eval_sets=eval_sets,
+            total_steps=total_steps, state=state, metric_log=metric_log, lock=lock,
+        )
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
+def _flat_config(cfg: RunConfig) -> dict:
+    flat = {}
+    for section, values in cfg.to_dict().items():
+        if isinstance(values, dict):
+            for k, v in values.items():
+                if isinstance(v, (int, float, str, bool)):
+                    flat[f"{section}.{k}"] = v
+    return flat
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+
+
+def fit(ctx: Context) -> dict[str, dict[str, float]]:
+    """Train from ``ctx.state.step`` to the end, then save and evaluate. Returns dev metrics."""
+    cfg, acc, t = ctx.cfg, ctx.accelerator, ctx.cfg.train
+    model, optimizer, plan, store = ctx.model, ctx.optimizer, ctx.plan, ctx.store
+    rank, world = acc.process_index, acc.num_processes
+    device = acc.device
+    params = [p for p in model.parameters() if p.requires_grad]
+    names = [info.spec.name for info in ctx.tasks]
+    window_sums, window_counts = torch.zeros(len(names)), torch.zeros(len(names))
+    window_start, window_examples = time.perf_counter(), 0
+    run_start = time.perf_counter() - ctx.state.elapsed_seconds
+    batches, batches_epoch = None, -1
+    model.train()
+    bar = _train_bar(ctx, main=acc.is_main_process)
+
+    for step in range(ctx.state.step, ctx.total_steps):
+        epoch, index = divmod(step, plan.batches_per_epoch)
+        if epoch != batches_epoch:
+            batches, batches_epoch = plan.epoch_batches(epoch), epoch
+        global_rows = batches[index]
+        local = shard(global_rows, rank, world)
+        # With sum reduction each process's sum times world_size undoes DDP's gradient average;
+        # with mean, dividing by the global batch size gives the global mean.
+        scale = world if t.loss_reduction == "sum" else world / len(global_rows)
+        if len(local) == 0:  # a last batch smaller than the process count: contribute nothing
+            local, scale = global_rows[:1], 0.0
+        lam = gold_weights(ctx.tasks, step, ctx.total_steps, cfg.distill.step_at)
+        lr = lr_at(step, ctx.total_steps, t.lr, t.warmup_fraction)
+        set_lr(optimizer, lr)
+
+        step_sums, step_counts = torch.zeros(len(names)), torch.zeros(len(names))
+        micro = split_micro(local, t.grad_accumulation)
+        for j, rows in enumerate(micro):
+            batch = {k: v.to(device) for k, v in store.batch(rows).items()}
+            sync = contextlib.nullcontext() if j == len(micro) - 1 else acc.no_sync(model)
+            with sync:
+                with acc.autocast():
+                    outputs = model(batch["input_ids"], batch["attention_mask"],
+                                    batch.get("token_type_ids"))
+                loss, sums, counts = batch_loss(outputs, batch, ctx.tasks, lam)
+                acc.backward(loss * scale)
+            step_sums += sums
+            step_counts += counts
+
+        grad_norm = acc.clip_grad_norm_(params, t.max_grad_norm if t.max_grad_norm > 0 else math.inf)
+        grad_norm = float(grad_norm)
+        if not math.isfinite(grad_norm) or not torch.isfinite(step_sums).all():
+            bad = [n for n, s in zip(names, step_sums) if not torch.isfinite(s)] or names
+            if t.on_nonfinite == "stop":
+                last = ckpt.list_checkpoints(ctx.run_dir)
+                raise NonFiniteLossError(
+                    f"loss became non-finite at step {step} (task {', '.join(bad)}); no weights "
+                    f"were written over good ones. Last good checkpoint: "
+                    f"{last[-1] if last else 'none'}. Lower train.lr, check the data, or set "
+                    "train.on_nonfinite=skip to skip such steps."
+                )
+            log.warning("skipping step %d: non-finite loss (task %s)", step, ", ".join(bad))
+            optimizer.zero_grad(set_to_none=True)
+        else:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        ctx.state.step = step + 1
+        ctx.state.examples_seen += len(global_rows)
+        window_sums += step_sums
+        window_counts += step_counts
+        window_examples += len(global_rows)
+        if bar is not None:
+            bar.update(1)
+        if ctx.state.step % t.log_every == 0 or ctx.state.step == ctx.total_steps:
+            totals = acc.reduce(torch.stack([window_sums, window_counts]).to(device), "sum").cpu()
+            elapsed = time.perf_counter() - window_start
+            record = {
+                "epoch": round(ctx.state.step / plan.batches_per_epoch, 4),
+                "lr": lr,
+                "grad_norm": grad_norm,
+                "examples_per_s": window_examples / max(elapsed, 1e-9),
+                "loss": {n: float(s / c) for n, s, c in zip(names, *totals) if c > 0},
+                "lambda": {n: float(v) for n, v in zip(names, lam)},
+            }
+            ctx.metric_log.log(record, ctx.state.step)
+            if bar is not None:
+                bar.set_postfix(loss=f"{float(totals[0].sum() / max(totals[1].sum(), 1)):.4f}",
+                                ex_s=f"{record['examples_per_s']:.0f}")
+            else:
+                log.info("step %d/%d epoch %.2f loss %s ex/s %.1f", ctx.state.step,
+                         ctx.total_steps, record["epoch"],
+                         " ".join(f"{k}={v:.4f}" for k, v in record["loss"].items()),
+                         record["examples_per_s"])
+            window_sums.zero_()
+            window_counts.zero_()
+            window_start, window_examples = time.perf_counter(), 0
+        at_epoch_end = ctx.state.step % plan.batches_per_epoch == 0
+        if t.eval_every_epoch and at_epoch_end and ctx.state.step < ctx.total_steps:
+            _evaluate_and_log(ctx, "eval")
+        if t.checkpoint_every and ctx.state.step % t.checkpoint_every == 0 \
+                and ctx.state.step < ctx.total_steps:
+            ctx.state.elapsed_seconds = time.perf_counter() - run_start
+            save(ctx)
+
+    if bar is not None:
+        bar.close()
+    ctx.state.elapsed_seconds = time.perf_counter() - run_start
+    return finish(ctx)
+
+
+def _train_bar(ctx: Context, main: bool):
+    if not (ctx.cfg.train.progress and bars_enabled(main)):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=ctx.total_steps, initial=ctx.state.step, desc="train", unit="step",
+                dynamic_ncols=True)
+
+
+def _evaluate_and_log(ctx: Context, key: str) -> dict[str, dict[str, float]]:
+    metrics = evaluate(
+        ctx.model, ctx.eval_sets, ctx.specs, pad_id=ctx.store.pad_id,
+        use_token_types=ctx.store.use_token_types, batch_size=ctx.cfg.train.eval_batch_size,
+        accelerator=ctx.accelerator,
+    )
+    ctx.model.train()
+    ctx.metric_log.log({key: metrics}, ctx.state.step)
+    return metrics
+
+
+def save(ctx: Context) -> None:
+    """Write a resumable checkpoint (all processes' RNG states, main process writes)."""
+    acc = ctx.accelerator
+    rng = ckpt.rng_state()
+    if acc.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        states = gather_object([{k: v.tolist() for k, v in rng.items()}])
+        rng_states = [{k: torch.tensor(v, dtype=torch.uint8) for k, v in s.items()} for s in states]
+    else:
+        rng_states = [rng]
+    if acc.is_main_process:
+        folder = ckpt.checkpoint_dir(ctx.run_dir, ctx.state.step)
+        ckpt.save_checkpoint(folder, ctx.raw_model.state_dict(), ctx.optimizer.state_dict(),
+                             ctx.state, rng_states)
+        ckpt.prune_checkpoints(ctx.run_dir, ctx.cfg.train.keep_checkpoints)
+    acc.wait_for_everyone()
+
+
+def finish(ctx: Context) -> dict[str, dict[str, float]]:
+    """Save the final model, evaluate on dev, write dev metrics, then mark the run finished."""
+    acc = ctx.accelerator
+    if acc.is_main_process:
+        ctx.raw_model.save_pretrained(ctx.run_dir / MODEL_DIR, ctx.tokenizer)
+    acc.wait_for_everyone()
+    metrics = _evaluate_and_log(ctx, "dev")
+    if acc.is_main_process:
+        write_json(ctx.run_dir / DEV_METRICS_NAME, metrics)
+        ctx.state.finished = True
+        write_json(ctx.run_dir / STATE_NAME, ctx.state.__dict__)
+    acc.wait_for_everyone()
+    acc.end_training()
+    return metrics
+
+
+def train(cfg: RunConfig, *, resume: bool = False, trackers: list[str] | None = None
+          ) -> dict[str, dict[str, float]]:
+    """Run (or resume, or return the result of) one training run."""
+    run_dir = Path(cfg.output_dir)
+    if resume and is_finished(run_dir):
+        log.info("%s is already finished", run_dir)
+        return read_json(run_dir / DEV_METRICS_NAME)
+    ctx = setup(cfg, resume=resume, trackers=trackers)
+    try:
+        return fit(ctx)
+    finally:
+        if ctx.lock is not None:
+            ctx.lock.release()
