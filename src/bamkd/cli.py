@@ -28,6 +28,9 @@ def _setup_logging(verbose: bool) -> None:
     for noisy in ("transformers", "accelerate", "urllib3", "matplotlib", "filelock", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 

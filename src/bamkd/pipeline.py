@@ -1,0 +1,428 @@
+"""Experiments: plan every run of the paper's variants, run what is missing, report.
+
+An experiment YAML names tasks, seeds, variants and the settings of single-task and multi-task
+runs. The plan is a list of runs with their dependencies (teachers before students); finished
+runs are skipped and unfinished ones resume from their last checkpoint, so a stopped experiment
+continues where it stopped. Teacher predictions are written on demand by the students' setup.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bamkd.config import RunConfig, from_dict, load_yaml, resolve_paths
+from bamkd.errors import BamkdError, ConfigError
+from bamkd.runs import is_finished
+from bamkd.storage import write_text
+
+log = logging.getLogger(__name__)
+
+VARIANTS = {
+    "single": "Single: one model per task, gold labels",
+    "multi": "Multi: one multi-task model, gold labels",
+    "single_single": "Single->Single: born-again single-task models",
+    "multi_multi": "Multi->Multi: a Multi model teaches a fresh multi-task model",
+    "bam": "Single->Multi (BAM): single-task teachers, multi-task student, teacher annealing",
+    "bam_rounds": "Single->Multi->Single->Multi: BAM teaches singles, which teach a new student",
+    "multi_ft": "Multi + single-task fine-tuning",
+    "bam_ft": "BAM + single-task fine-tuning",
+    "bam_no_anneal": "BAM without teacher annealing (constant teacher weight distill.weight)",
+    "bam_no_layerwise": "BAM without layer-wise learning rates",
+    "bam_no_weighting": "BAM without task weighting (plain concatenation)",
+    "pairs_multi": "Multi on the target task paired with each other task",
+    "pairs_bam": "BAM on the target task paired with each other task",
+}
+"""Every variant the paper compares, by the name an experiment uses."""
+
+
+@dataclass
+class Experiment:
+    """What an experiment YAML holds."""
+
+    name: str = "experiment"
+    output_dir: str = "experiments/experiment"
+    tasks: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    variants: list[str] = field(default_factory=lambda: ["single", "multi", "bam"])
+    base: dict[str, Any] = field(default_factory=dict)
+    """RunConfig sections shared by every run (model, data, train, distill)."""
+    single: dict[str, Any] = field(default_factory=dict)
+    """Overrides for single-task runs (teachers and single-task students)."""
+    multi: dict[str, Any] = field(default_factory=dict)
+    """Overrides for multi-task runs."""
+    finetune: dict[str, Any] = field(default_factory=dict)
+    """Overrides for single-task fine-tuning after Multi or BAM (on top of ``single``)."""
+    pairs_target: str | None = None
+    """Target task of the task-combination study (pairs_multi, pairs_bam)."""
+    submit: list[str] = field(default_factory=list)
+    """Variants whose first-seed models write a GLUE test submission."""
+    wnli_policy: str = "majority"
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if unknown:
+            raise ConfigError(
+                f"unknown variant '{unknown[0]}'; known variants: {', '.join(VARIANTS)}"
+            )
+        if not self.tasks:
+            raise ConfigError("experiment 'tasks' is empty")
+        if not self.seeds:
+            raise ConfigError("experiment 'seeds' is empty")
+        if any(v.startswith("pairs_") for v in self.variants):
+            if self.pairs_target is None:
+                raise ConfigError("pairs_* variants need 'pairs_target', e.g. pairs_target: rte")
+            if self.pairs_target not in self.tasks:
+                raise ConfigError(f"pairs_target '{self.pairs_target}' is not in tasks")
+        bad = [v for v in self.submit if v not in self.variants]
+        if bad:
+            raise ConfigError(f"submit names variant '{bad[0]}', which is not in variants")
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
+    """Read an experiment YAML; relative paths resolve against its folder."""
+    from bamkd.config import apply_overrides
+
+    path = Path(path)
+    data = load_yaml(path)
+    if overrides:
+        apply_overrides(data, overrides)
+    base_dir = path.resolve().parent
+    for key in ("base", "single", "multi", "finetune"):
+        if isinstance(data.get(key), dict):
+            resolve_paths(data[key], base_dir)
+    out = Path(str(data.get("output_dir", f"experiments/{data.get('name', path.stem)}")))
+    data["output_dir"] = str(out if out.is_absolute() else (base_dir / out).resolve())
+    data.setdefault("name", path.stem)
+    data["source"] = str(path.resolve())
+    return from_dict(Experiment, data, "experiment")
+
+
+# --------------------------------------------------------------------------------------------
+# Planning
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PlannedRun:
+    """One training run of the experiment."""
+
+    id: str
+    variant: str
+    tasks: list[str]
+    seed: int
+    config: dict[str, Any]
+    deps: list[str] = field(default_factory=list)
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.config["output_dir"])
+
+
+def _merge(*dicts: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for d in dicts:
+        for key, value in (d or {}).items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "teachers":
+                out[key] = _merge(out[key], value)
+            else:
+                out[key] = copy.deepcopy(value)
+    return out
+
+
+class Planner:
+    """Builds the run list of an experiment, sharing runs between variants (e.g. teachers)."""
+
+    def __init__(self, exp: Experiment) -> None:
+        self.exp = exp
+        self.root = Path(exp.output_dir) / "runs"
+        self.runs: dict[str, PlannedRun] = {}
+
+    def add(self, run_id: str, variant: str, tasks: list[str], seed: int, role: dict,
+            extra: dict | None = None, deps: list[str] | None = None) -> str:
+        if run_id not in self.runs:
+            config = _merge(self.exp.base, role, extra or {})
+            config.setdefault("data", {})["tasks"] = list(tasks)
+            config.setdefault("train", {})["seed"] = seed
+            config["output_dir"] = str(self.root / run_id)
+            self.runs[run_id] = PlannedRun(run_id, variant, list(tasks), seed, config, deps or [])
+        return run_id
+
+    # Building blocks ---------------------------------------------------------------------
+
+    def single(self, task: str, seed: int) -> str:
+        return self.add(f"single/{task}/seed{seed}", "single", [task], seed, self.exp.single)
+
+    def multi(self, seed: int, tasks: list[str] | None = None, variant: str = "multi",
+              prefix: str = "multi") -> str:
+        return self.add(f"{prefix}/seed{seed}", variant, tasks or self.exp.tasks, seed,
+                        self.exp.multi)
+
+    def student(self, run_id: str, variant: str, tasks: list[str], seed: int,
+                teachers: dict[str, str], role: dict, extra: dict | None = None) -> str:
+        distill = {"teachers": {t: [str(self.root / teachers[t])] for t in tasks}}
+        return self.add(run_id, variant, tasks, seed, role,
+                        _merge({"distill": distill}, extra or {}), sorted(set(teachers.values())))
+
+    def bam(self, seed: int, tasks: list[str] | None = None, run_id: str | None = None,
+            variant: str = "bam", extra: dict | None = None) -> str:
+        tasks = tasks or self.exp.tasks
+        teachers = {t: self.single(t, seed) for t in tasks}
+        return self.student(run_id or f"bam/seed{seed}", variant, tasks, seed, teachers,
+                            self.exp.multi, extra)
+
+    def finetune(self, source: str, variant: str, task: str, seed: int) -> str:
+        role = _merge(self.exp.single, self.exp.finetune)
+        extra = {"model": {"init_from": str(self.root / source)}}
+        return self.add(f"{variant}/{task}/seed{seed}", variant, [task], seed, role, extra,
+                        [source])
+
+    # Variants ----------------------------------------------------------------------------
+
+    def plan(self) -> list[PlannedRun]:
+        exp = self.exp
+        for seed in exp.seeds:
+            for variant in exp.variants:
+                getattr(self, f"_plan_{variant}")(seed)
+        return self.ordered()
+
+    def _plan_single(self, seed: int) -> None:
+        for task in self.exp.tasks:
+            self.single(task, seed)
+
+    def _plan_multi(self, seed: int) -> None:
+        self.multi(seed)
+
+    def _plan_single_single(self, seed: int) -> None:
+        for task in self.exp.tasks:
+            self.student(f"single_single/{task}/seed{seed}", "single_single", [task], seed,
+                         {task: self.single(task, seed)}, self.exp.single)
+
+    def _plan_multi_multi(self, seed: int) -> None:
+        teacher = self.multi(seed)
+        self.student(f"multi_multi/seed{seed}", "multi_multi", self.exp.tasks, seed,
+                     {t: teacher for t in self.exp.tasks}, self.exp.multi)
+
+    def _plan_bam(self, seed: int) -> None:
+        self.bam(seed)
+
+    def _plan_bam_rounds(self, seed: int) -> None:
+        first = self.bam(seed)
+        singles = {
+            t: self.student(f"bam_rounds/round2_single/{t}/seed{seed}", "bam_rounds_single", [t],
+                            seed, {t: first}, self.exp.single)
+            for t in self.exp.tasks
+        }
+        self.student(f"bam_rounds/seed{seed}", "bam_rounds", self.exp.tasks, seed, singles,
+                     self.exp.multi)
+
+    def _plan_multi_ft(self, seed: int) -> None:
+        source = self.multi(seed)
+        for task in self.exp.tasks:
+            self.finetune(source, "multi_ft", task, seed)
+
+    def _plan_bam_ft(self, seed: int) -> None:
+        source = self.bam(seed)
+        for task in self.exp.tasks:
+            self.finetune(source, "bam_ft", task, seed)
+
+    def _plan_bam_no_anneal(self, seed: int) -> None:
+        self.bam(seed, run_id=f"bam_no_anneal/seed{seed}", variant="bam_no_anneal",
+                 extra={"distill": {"schedule": "constant"}})
+
+    def _plan_bam_no_layerwise(self, seed: int) -> None:
+        self.bam(seed, run_id=f"bam_no_layerwise/seed{seed}", variant="bam_no_layerwise",
+                 extra={"train": {"layerwise_decay": 1.0}})
+
+    def _plan_bam_no_weighting(self, seed: int) -> None:
+        self.bam(seed, run_id=f"bam_no_weighting/seed{seed}", variant="bam_no_weighting",
+                 extra={"train": {"task_weighting": "concat"}})
+
+    def _pairs(self, seed: int, kind: str) -> None:
+        target = self.exp.pairs_target
+        assert target is not None
+        for partner in self.exp.tasks:
+            if partner == target:
+                continue
+            tasks = [target, partner]
+            run_id = f"pairs_{kind}/{target}+{partner}/seed{seed}"
+            if kind == "multi":
+                self.add(run_id, "pairs_multi", tasks, seed, self.exp.multi)
+            else:
+                self.bam(seed, tasks=tasks, run_id=run_id, variant="pairs_bam")
+
+    def _plan_pairs_multi(self, seed: int) -> None:
+        self._pairs(seed, "multi")
+
+    def _plan_pairs_bam(self, seed: int) -> None:
+        self._pairs(seed, "bam")
+
+    def ordered(self) -> list[PlannedRun]:
+        """Runs in an order where every run comes after its dependencies."""
+        done: set[str] = set()
+        order: list[PlannedRun] = []
+
+        def visit(run_id: str) -> None:
+            if run_id in done:
+                return
+            done.add(run_id)
+            for dep in self.runs[run_id].deps:
+                visit(dep)
+            order.append(self.runs[run_id])
+
+        for run_id in self.runs:
+            visit(run_id)
+        return order
+
+
+def plan_experiment(exp: Experiment) -> list[PlannedRun]:
+    """All runs of ``exp`` in dependency order, each config validated before anything runs."""
+    runs = Planner(exp).plan()
+    for run in runs:
+        try:
+            from_dict(RunConfig, copy.deepcopy(run.config))
+        except ConfigError as exc:
+            raise ConfigError(f"experiment run {run.id}: {exc}") from None
+    return runs
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExperimentResult:
+    """What ``run_experiment`` did and where the report is."""
+
+    experiment: Experiment
+    runs: list[PlannedRun]
+    trained: list[str]
+    skipped: list[str]
+    seconds: float
+    report_lines: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [
+            f"experiment {self.experiment.name}: {len(self.runs)} runs "
+            f"({len(self.trained)} trained now, {len(self.skipped)} already finished) "
+            f"in {self.seconds / 60:.1f} min",
+            *self.report_lines,
+        ]
+        return "\n".join(lines)
+
+
+def run_experiment(exp: Experiment, *, only: list[str] | None = None,
+                   dry_run: bool = False) -> ExperimentResult:
+    """Train every planned run that is not finished, then write the report and submissions."""
+    from bamkd.train import train
+
+    start = time.perf_counter()
+    runs = plan_experiment(exp)
+    if only:
+        wanted = {r.id for r in runs if r.variant in only}
+        needed: set[str] = set()
+        index = {r.id: r for r in runs}
+
+        def need(run_id: str) -> None:
+            if run_id not in needed:
+                needed.add(run_id)
+                for dep in index[run_id].deps:
+                    need(dep)
+
+        for run_id in wanted:
+            need(run_id)
+        runs = [r for r in runs if r.id in needed]
+    root = Path(exp.output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    trained, skipped = [], []
+    if dry_run:
+        lines = [f"{'done' if is_finished(r.folder) else 'todo'}  {r.id}" for r in runs]
+        return ExperimentResult(exp, runs, [], [], 0.0, ["plan:", *lines])
+    _write_plan(root, exp, runs)
+    for i, run in enumerate(runs, 1):
+        if is_finished(run.folder):
+            skipped.append(run.id)
+            continue
+        log.info("[%d/%d] training %s", i, len(runs), run.id)
+        cfg = from_dict(RunConfig, copy.deepcopy(run.config))
+        try:
+            train(cfg, resume=True)
+        except BamkdError as exc:
+            raise BamkdError(
+                f"run {run.id} failed: {exc}\nFix the cause and run the same command again; "
+                "finished runs are kept and this one resumes from its last checkpoint."
+            ) from None
+        trained.append(run.id)
+    from bamkd.report import write_experiment_report
+
+    report_lines = write_experiment_report(exp, runs)
+    if exp.submit:
+        report_lines += _write_submissions(exp, runs)
+    return ExperimentResult(exp, runs, trained, skipped, time.perf_counter() - start, report_lines)
+
+
+def _write_plan(root: Path, exp: Experiment, runs: list[PlannedRun]) -> None:
+    from bamkd.storage import write_json
+
+    write_json(root / "plan.json", {
+        "experiment": {k: v for k, v in exp.__dict__.items()
+                       if k in ("name", "output_dir", "tasks", "seeds", "variants", "pairs_target")},
+        "source": exp.source,
+        "runs": [{"id": r.id, "variant": r.variant, "tasks": r.tasks, "seed": r.seed,
+                  "deps": r.deps, "folder": str(r.folder)} for r in runs],
+    })
+
+
+def _write_submissions(exp: Experiment, runs: list[PlannedRun]) -> list[str]:
+    from bamkd.predict import submit
+
+    lines = []
+    seed = exp.seeds[0]
+    for variant in exp.submit:
+        folders = [str(r.folder) for r in runs if r.variant == variant and r.seed == seed]
+        out = Path(exp.output_dir) / "submission" / variant
+        report = submit(folders, out, wnli_policy=exp.wnli_policy)
+        lines += [f"submission ({variant}, seed {seed}):", report.summary()]
+    return lines
+
+
+# --------------------------------------------------------------------------------------------
+# The embedded demo
+# --------------------------------------------------------------------------------------------
+
+
+def demo_experiment(out: Path, quick: bool = False) -> Experiment:
+    """The built-in experiment: the synthetic suite, a tiny encoder, Single/Multi/BAM."""
+    from bamkd.demo import TASKS, write_demo_suite
+
+    out = out.resolve()
+    task_files = [str(p) for p in write_demo_suite(out / "data")]
+    base = {
+        "model": {"name_or_path": "bamkd-tiny"},
+        "data": {"task_files": task_files, "max_seq_length": 64},
+        "train": {"log_every": 10, "eval_batch_size": 100, "eval_every_epoch": True},
+    }
+    single = {"train": {"epochs": 2 if quick else 6, "batch_size": 16, "lr": 1e-3}}
+    multi = {"train": {"epochs": 2 if quick else 6, "batch_size": 32, "lr": 1e-3}}
+    exp = Experiment(
+        name="demo",
+        output_dir=str(out),
+        tasks=list(TASKS),
+        seeds=[0] if quick else [0, 1, 2],
+        variants=["single", "multi", "bam"],
+        base=base,
+        single=single,
+        multi=multi,
+    )
+    # The same experiment as a file, so it can be rerun or edited: bamkd run <out>/experiment.yaml
+    fields = {k: v for k, v in exp.__dict__.items() if k != "source"}
+    write_text(out / "experiment.yaml", yaml.safe_dump(fields, sort_keys=False))
+    return exp

@@ -1,0 +1,303 @@
+"""Reports a person reads: the paper-style results table, significance tests and plots.
+
+For an experiment: variant x task table of dev scores (median over seeds, spread), the paper's
+average, Mann-Whitney U tests of BAM against Single and Multi, the task-combination table, a
+per-task comparison plot and training curves (lambda, learning rate, per-task losses). For a
+single run: its training curves and dev metrics. Everything is written atomically as CSV,
+markdown and PNG.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bamkd.metrics import task_score
+from bamkd.runs import DEV_METRICS_NAME, is_finished
+from bamkd.stats import mann_whitney, summarize
+from bamkd.storage import atomic_path, read_json, write_text
+from bamkd.tracking import read_metrics
+
+log = logging.getLogger(__name__)
+
+EXCLUDED_FROM_AVERAGE = ("wnli", "ax")
+TABLE_ORDER = [
+    "single", "multi", "single_single", "multi_multi", "bam", "bam_rounds", "multi_ft", "bam_ft",
+    "bam_no_anneal", "bam_no_layerwise", "bam_no_weighting",
+]
+LABELS = {
+    "single": "Single", "multi": "Multi", "single_single": "Single->Single",
+    "multi_multi": "Multi->Multi", "bam": "Single->Multi (BAM)",
+    "bam_rounds": "Single->Multi->Single->Multi", "multi_ft": "Multi + fine-tune",
+    "bam_ft": "BAM + fine-tune", "bam_no_anneal": "BAM, no teacher annealing",
+    "bam_no_layerwise": "BAM, no layer-wise LR", "bam_no_weighting": "BAM, no task weighting",
+}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_figure(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# Collecting scores
+# --------------------------------------------------------------------------------------------
+
+
+def collect_scores(runs: Sequence[Any]) -> dict[str, dict[str, dict[int, float]]]:
+    """scores[variant][task][seed] = task score (fraction) from each finished run's dev metrics.
+
+    ``runs`` are planned runs (id, variant, tasks, seed, folder).
+    """
+    scores: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    for run in runs:
+        if not is_finished(run.folder):
+            continue
+        metrics = read_json(Path(run.folder) / DEV_METRICS_NAME)
+        variant = run.variant
+        if variant.startswith("pairs_"):
+            partner = run.tasks[1]
+            target = run.tasks[0]
+            if target in metrics:
+                scores[variant][f"{target}+{partner}"][run.seed] = task_score(metrics[target])
+            continue
+        for task in run.tasks:
+            if task in metrics:
+                scores[variant][task][run.seed] = task_score(metrics[task])
+    return scores
+
+
+def seed_averages(per_task: dict[str, dict[int, float]], tasks: Sequence[str]) -> dict[int, float]:
+    """The paper's Avg per seed: plain mean over tasks (WNLI excluded), complete seeds only."""
+    counted = [t for t in tasks if t not in EXCLUDED_FROM_AVERAGE]
+    seeds = set.intersection(*(set(per_task.get(t, {})) for t in counted)) if counted else set()
+    return {s: statistics.fmean(per_task[t][s] for t in counted) for s in sorted(seeds)}
+
+
+def _cell(values: Sequence[float]) -> str:
+    if not values:
+        return ""
+    s = summarize(values)
+    return f"{100 * s.median:.1f}" + (f" ±{100 * s.std:.1f}" if s.n > 1 else "")
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+# --------------------------------------------------------------------------------------------
+# Experiment report
+# --------------------------------------------------------------------------------------------
+
+
+def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
+    """Write results.csv, results.md, scores.png and training.png; return the markdown lines."""
+    out = Path(exp.output_dir) / "report"
+    scores = collect_scores(runs)
+    tasks = list(exp.tasks)
+    variants = [v for v in TABLE_ORDER if v in scores]
+    averages = {v: seed_averages(scores[v], tasks) for v in variants}
+
+    header = ["Model", "Avg", *tasks]
+    lines = [
+        f"## {exp.name}: dev scores (median over seeds ± std, x100)",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    rows_csv: list[list[Any]] = [["variant", "task", "n", "median", "mean", "std", "min", "max",
+                                  "seeds"]]
+    for v in variants:
+        cells = [LABELS.get(v, v), _cell(list(averages[v].values()))]
+        cells += [_cell(list(scores[v].get(t, {}).values())) for t in tasks]
+        lines.append("| " + " | ".join(cells) + " |")
+        for task, by_seed in [("avg", averages[v]), *[(t, scores[v].get(t, {})) for t in tasks]]:
+            if by_seed:
+                s = summarize(list(by_seed.values()))
+                rows_csv.append([v, task, s.n, s.median, s.mean, s.std, s.min, s.max,
+                                 " ".join(map(str, by_seed))])
+    lines.append("")
+    lines += _significance(scores, averages, tasks)
+    lines += _pairs_table(exp, scores)
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows_csv)
+    write_text(out / "results.csv", buf.getvalue())
+    if variants:
+        _plot_scores(scores, averages, tasks, variants, out / "scores.png")
+        lines.append(f"Plots: {out / 'scores.png'}, {out / 'training.png'}")
+    _plot_training_runs(runs, out / "training.png")
+    write_text(out / "results.md", "\n".join(lines) + "\n")
+    return lines
+
+
+def _significance(scores, averages, tasks) -> list[str]:
+    if "bam" not in scores:
+        return []
+    lines = ["Mann-Whitney U, one-sided (BAM greater), p-values:", "",
+             "| Comparison | Avg | " + " | ".join(tasks) + " |",
+             "|" + "---|" * (len(tasks) + 2)]
+    for other in ("single", "multi"):
+        if other not in scores:
+            continue
+        cells = [f"BAM vs {LABELS[other]}",
+                 _p(mann_whitney(list(averages["bam"].values()), list(averages[other].values())))]
+        for t in tasks:
+            cells.append(_p(mann_whitney(list(scores["bam"].get(t, {}).values()),
+                                         list(scores[other].get(t, {}).values()))))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    if "single" in scores:
+        wins = [t for t in tasks if scores["bam"].get(t) and scores["single"].get(t)
+                and statistics.median(scores["bam"][t].values())
+                > statistics.median(scores["single"][t].values())]
+        lines.append(f"The BAM student beats its single-task teachers (median) on {len(wins)} of "
+                     f"{len(tasks)} tasks: {', '.join(wins) or 'none'}.")
+        lines.append("")
+    return lines
+
+
+def _pairs_table(exp, scores) -> list[str]:
+    kinds = [k for k in ("pairs_multi", "pairs_bam") if k in scores]
+    target = getattr(exp, "pairs_target", None)
+    if not kinds or target is None:
+        return []
+    lines = [f"Task combinations: {target} dev score when trained with one other task", "",
+             "| Partner | " + " | ".join(LABELS.get(k, k) for k in kinds) + " |",
+             "|" + "---|" * (len(kinds) + 1)]
+    if target in scores.get("single", {}):
+        lines.append(f"| (alone: Single) | {_cell(list(scores['single'][target].values()))} |")
+    partners = sorted({key.split("+", 1)[1] for k in kinds for key in scores[k]})
+    for partner in partners:
+        cells = [_cell(list(scores[k].get(f"{target}+{partner}", {}).values())) for k in kinds]
+        lines.append(f"| {partner} | " + " | ".join(cells) + " |")
+    for k in ("multi", "bam"):
+        if target in scores.get(k, {}):
+            lines.append(f"| (all tasks: {LABELS[k]}) | {_cell(list(scores[k][target].values()))} |")
+    lines.append("")
+    return lines
+
+
+def _plot_scores(scores, averages, tasks, variants, path: Path) -> None:
+    plt = _plt()
+    import numpy as np
+
+    groups = ["Avg", *tasks]
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(groups) * max(1, len(variants)) / 2), 4))
+    width = 0.8 / len(variants)
+    x = np.arange(len(groups))
+    for i, v in enumerate(variants):
+        series = [list(averages[v].values())] + [list(scores[v].get(t, {}).values()) for t in tasks]
+        med = [100 * statistics.median(s) if s else np.nan for s in series]
+        lo = [m - 100 * min(s) if s else 0 for m, s in zip(med, series)]
+        hi = [100 * max(s) - m if s else 0 for m, s in zip(med, series)]
+        ax.bar(x + (i - (len(variants) - 1) / 2) * width, med, width, yerr=[lo, hi],
+               capsize=2, label=LABELS.get(v, v))
+    ax.set_xticks(x, groups)
+    ax.set_ylabel("dev score (median, bars: min-max over seeds)")
+    finite = [100 * val for v in variants for s in scores[v].values() for val in s.values()]
+    if finite:
+        ax.set_ylim(max(0, min(finite) - 10), min(100, max(finite) + 5))
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(axis="y", alpha=0.3)
+    _save_figure(fig, path)
+
+
+def _plot_training_runs(runs: Sequence[Any], path: Path) -> None:
+    """Training curves of the first seed's multi-task runs (BAM and Multi)."""
+    chosen = []
+    for variant in ("bam", "multi"):
+        for run in runs:
+            if run.variant == variant and is_finished(run.folder):
+                chosen.append((LABELS[variant], Path(run.folder)))
+                break
+    if chosen:
+        plot_training(chosen, path)
+
+
+def plot_training(runs: Sequence[tuple[str, Path]], path: Path) -> None:
+    """Per run: losses per task, lambda per task and learning rate, dev metrics over steps."""
+    plt = _plt()
+    fig, axes = plt.subplots(len(runs), 3, figsize=(14, 3.4 * len(runs)), squeeze=False)
+    for row, (label, folder) in zip(axes, runs):
+        records = read_metrics(folder)
+        train = [r for r in records if "loss" in r]
+        steps = [r["step"] for r in train]
+        for task in sorted({t for r in train for t in r["loss"]}):
+            pts = [(r["step"], r["loss"][task]) for r in train if task in r["loss"]]
+            row[0].plot(*zip(*pts), label=task, lw=1)
+        row[0].set_title(f"{label}: training loss per task")
+        row[0].set_xlabel("step")
+        row[0].legend(fontsize=7)
+        for task in sorted({t for r in train for t in r.get("lambda", {})}):
+            row[1].plot(steps, [r["lambda"].get(task) for r in train], label=f"λ {task}", lw=1)
+        row[1].set_ylim(-0.05, 1.05)
+        row[1].set_xlabel("step")
+        row[1].set_title("gold weight λ (left) and learning rate (right)")
+        lr_axis = row[1].twinx()
+        lr_axis.plot(steps, [r["lr"] for r in train], color="black", ls="--", lw=1, label="lr")
+        lr_axis.set_ylabel("learning rate")
+        row[1].legend(fontsize=7, loc="center left")
+        evals = [r for r in records if "eval" in r or "dev" in r]
+        for task in sorted({t for r in evals for t in (r.get("eval") or r.get("dev"))}):
+            pts = [(r["step"], 100 * task_score((r.get("eval") or r.get("dev"))[task]))
+                   for r in evals if task in (r.get("eval") or r.get("dev"))]
+            row[2].plot(*zip(*pts), marker="o", label=task, lw=1)
+        row[2].set_title("dev score over evaluations")
+        row[2].set_xlabel("step")
+        if evals:
+            row[2].legend(fontsize=7)
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# `bamkd report PATH`
+# --------------------------------------------------------------------------------------------
+
+
+def report_path(path: Path) -> list[str]:
+    """Report on an experiment folder (has runs/plan.json) or a run folder."""
+    plan_file = path / "runs" / "plan.json"
+    if plan_file.is_file():
+        from types import SimpleNamespace
+
+        plan = read_json(plan_file)
+        exp = SimpleNamespace(**plan["experiment"])
+        runs = [SimpleNamespace(**r) for r in plan["runs"]]
+        return write_experiment_report(exp, runs)
+    if (path / DEV_METRICS_NAME).is_file() or (path / "metrics.jsonl").is_file():
+        return write_run_report(path)
+    from bamkd.errors import BamkdError
+
+    raise BamkdError(f"{path} is neither an experiment folder (runs/plan.json) nor a run folder")
+
+
+def write_run_report(run_dir: Path) -> list[str]:
+    """training.png and report.md for one run."""
+    plot_training([(run_dir.name, run_dir)], run_dir / "training.png")
+    lines = [f"## Run {run_dir}", ""]
+    if (run_dir / DEV_METRICS_NAME).is_file():
+        metrics = read_json(run_dir / DEV_METRICS_NAME)
+        lines += ["| Task | Metrics | Score |", "|---|---|---|"]
+        for task, values in metrics.items():
+            text = ", ".join(f"{k} {100 * v:.2f}" for k, v in values.items())
+            lines.append(f"| {task} | {text} | {100 * task_score(values):.2f} |")
+    lines += ["", f"Plot: {run_dir / 'training.png'}"]
+    write_text(run_dir / "report.md", "\n".join(lines) + "\n")
+    return lines

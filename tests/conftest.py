@@ -1,0 +1,44 @@
+"""Shared test fixtures: an isolated cache, the demo suite, the GLUE fixtures, a tiny encoder.
+
+The token cache and the tiny encoder live in one temporary folder per test session, so tests
+never read or write the user's ~/.cache/bamkd and the tiny encoder is built only once.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_CACHE = tempfile.mkdtemp(prefix="bamkd-test-cache-")
+os.environ["BAMKD_CACHE"] = _SESSION_CACHE
+os.environ.setdefault("BAMKD_PROGRESS", "0")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED_GLUE = Path(__file__).resolve().parents[2] / "shared" / "glue"
+
+
+@pytest.fixture(scope="session")
+def glue_fixture_dir() -> Path:
+    """A few rows per GLUE task in the real file layouts (written for these tests)."""
+    return FIXTURES / "glue"
+
+
+@pytest.fixture(scope="session")
+def demo_suite(tmp_path_factory) -> dict[str, str]:
+    """The package's synthetic task suite: task name -> task YAML path."""
+    from bamkd.demo import write_demo_suite
+
+    folder = tmp_path_factory.mktemp("demo-suite")
+    return {p.stem: str(p) for p in write_demo_suite(folder)}
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder() -> Path:
+    from bamkd.tiny import ensure_tiny_encoder
+
+    return ensure_tiny_encoder()
