@@ -89,8 +89,7 @@ def save_checkpoint(
         weights = {k: v.detach().contiguous().cpu() for k, v in model_state.items()}
         save_file(weights, str(tmp / "model.safetensors"))
         tensors, meta = optimizer_to_tensors(optimizer_state)
-        save_file(tensors, str(tmp / "optimizer.safetensors"),
-                  metadata={"meta": json.dumps(meta)})
+        save_file(tensors, str(tmp / "optimizer.safetensors"), metadata={"meta": json.dumps(meta)})
         for rank, states in enumerate(rng_states):
             save_file(states, str(tmp / f"rng-rank{rank}.safetensors"))
         (tmp / STATE_NAME).write_text(json.dumps(asdict(trainer_state), indent=2) + "\n")

@@ -7,6 +7,7 @@ stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -41,10 +42,8 @@ def _format_metrics(metrics: dict[str, dict[str, float]]) -> str:
     for task, values in metrics.items():
         parts = " ".join(f"{k}={100 * v:.2f}" for k, v in values.items())
         lines.append(f"  {task:<18} {parts}  (score {100 * task_score(values):.2f})")
-    try:
+    with contextlib.suppress(BamkdError):  # no average when every task is excluded (WNLI)
         lines.append(f"  {'average':<18} {100 * average_score(metrics):.2f}")
-    except BamkdError:
-        pass
     return "\n".join(lines)
 
 
@@ -121,8 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", required=True, help="preset YAML file or builtin preset name")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides")
     p.add_argument("--resume", action="store_true", help="continue the run in output_dir")
-    p.add_argument("--track", action="append", choices=["tensorboard", "wandb", "mlflow"],
-                   help="also log to this tracker (opt-in; repeatable)")
+    p.add_argument(
+        "--track",
+        action="append",
+        choices=["tensorboard", "wandb", "mlflow"],
+        help="also log to this tracker (opt-in; repeatable)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="recompute dev metrics of a finished run")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
@@ -78,7 +79,7 @@ class TrainConfig:
     lr: float = 5e-5
     """Peak learning rate of the task heads; lower layers get it times layerwise_decay powers."""
     warmup_fraction: float = 0.1
-    """Linear warmup over this fraction of all steps, then linear decay to 0 measured from step 0."""
+    """Linear warmup over this fraction of the steps, then linear decay to 0 (from step 0)."""
     weight_decay: float = 0.01
     """Decoupled weight decay; never on LayerNorm and bias parameters."""
     adam_beta1: float = 0.9
@@ -202,6 +203,7 @@ def _positive(key: str, value: float) -> None:
 # Building configs from plain data, YAML files and key=value overrides.
 # --------------------------------------------------------------------------------------------
 
+
 def from_dict(cls: type, data: Any, where: str = "") -> Any:
     """Build dataclass ``cls`` from nested plain data, checking every key and type."""
     if not isinstance(data, dict):
@@ -263,6 +265,9 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     return value
 
 
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Split ``section.key=value``; the value is parsed as YAML (so 1e-4, true, [a, b] work)."""
     if "=" not in text:
@@ -274,12 +279,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"override '{text}': value is not valid YAML ({exc})") from exc
-    # YAML 1.1 reads 1e-4 as a string; a number is what people mean.
-    if isinstance(value, str):
-        try:
-            value = float(value) if any(c in value for c in ".eE") else int(value)
-        except ValueError:
-            pass
+    # YAML 1.1 reads 1e-4 as a string; a number is what people mean (but not words like "inf").
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        value = float(value)
     return key.strip().split("."), value
 
 

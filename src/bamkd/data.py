@@ -100,15 +100,25 @@ def encode_examples(
     )
     hashes = np.array([content_hash(ex) for ex in examples], dtype=np.int64)
     return Encoded(
-        task, split, [ex.id for ex in examples], flat, offsets,
-        np.array(len_a, dtype=np.int32), labels, hashes,
+        task,
+        split,
+        [ex.id for ex in examples],
+        flat,
+        offsets,
+        np.array(len_a, dtype=np.int32),
+        labels,
+        hashes,
     )
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
     """Hash of the tokenizer's full definition (vocabulary, normaliser, special tokens)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    text = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    text = (
+        backend.to_str()
+        if backend is not None
+        else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -162,8 +172,11 @@ def load_encoded(
 def _write_cache(path: Path, enc: Encoded) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {
-        "input_ids": enc.input_ids, "offsets": enc.offsets, "len_a": enc.len_a,
-        "labels": enc.labels, "content_hash": enc.content_hash,
+        "input_ids": enc.input_ids,
+        "offsets": enc.offsets,
+        "len_a": enc.len_a,
+        "labels": enc.labels,
+        "content_hash": enc.content_hash,
     }
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"ids": json.dumps(enc.ids)})
@@ -175,8 +188,9 @@ def _read_cache(path: Path, task: str, split: str) -> Encoded:
     with safe_open(str(path), "np") as f:
         ids = json.loads((f.metadata() or {})["ids"])
     t = load_file(str(path))
-    enc = Encoded(task, split, ids, t["input_ids"], t["offsets"], t["len_a"], t["labels"],
-                  t["content_hash"])
+    enc = Encoded(
+        task, split, ids, t["input_ids"], t["offsets"], t["len_a"], t["labels"], t["content_hash"]
+    )
     if len(enc.offsets) != len(ids) + 1 or enc.offsets[-1] != len(enc.input_ids):
         raise ValueError("inconsistent arrays")
     return enc

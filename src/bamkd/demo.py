@@ -16,13 +16,57 @@ import yaml
 
 from bamkd.storage import write_text
 
-POSITIVE = "good great nice best love enjoy fun happy fine".split()
-NEGATIVE = "bad terrible awful worst hate boring dull sad poor".split()
-FILLER = (
-    "the film movie story plot actor music book food place service staff room day night man "
-    "woman child people dog cat car house city world time year team game work play"
-).split()
-VERBS = "said told asked went came made took gave found saw knew thought wanted looked".split()
+POSITIVE = ["good", "great", "nice", "best", "love", "enjoy", "fun", "happy", "fine"]
+NEGATIVE = ["bad", "terrible", "awful", "worst", "hate", "boring", "dull", "sad", "poor"]
+FILLER = [
+    "the",
+    "film",
+    "movie",
+    "story",
+    "plot",
+    "actor",
+    "music",
+    "book",
+    "food",
+    "place",
+    "service",
+    "staff",
+    "room",
+    "day",
+    "night",
+    "man",
+    "woman",
+    "child",
+    "people",
+    "dog",
+    "cat",
+    "car",
+    "house",
+    "city",
+    "world",
+    "time",
+    "year",
+    "team",
+    "game",
+    "work",
+    "play",
+]
+VERBS = [
+    "said",
+    "told",
+    "asked",
+    "went",
+    "came",
+    "made",
+    "took",
+    "gave",
+    "found",
+    "saw",
+    "knew",
+    "thought",
+    "wanted",
+    "looked",
+]
 FLIP = {**dict(zip(POSITIVE, NEGATIVE)), **dict(zip(NEGATIVE, POSITIVE))}
 """Each opinion word and its opposite."""
 DEMO_WORDS = sorted(set(POSITIVE + NEGATIVE + FILLER + VERBS))
@@ -82,20 +126,36 @@ def _contrast(rng: random.Random) -> tuple[list[str], str]:
 
 TASKS = {
     "demo_sentiment": dict(
-        make=_sentiment, sizes=(800, 200, 100), text_columns=["sentence"],
-        label_names=["negative", "positive"], metrics=["accuracy"], symmetric=False,
+        make=_sentiment,
+        sizes=(800, 200, 100),
+        text_columns=["sentence"],
+        label_names=["negative", "positive"],
+        metrics=["accuracy"],
+        symmetric=False,
     ),
     "demo_agreement": dict(
-        make=_agreement, sizes=(500, 200, 100), text_columns=["sentence1", "sentence2"],
-        label_names=["0", "1"], metrics=["f1", "accuracy"], symmetric=True,
+        make=_agreement,
+        sizes=(500, 200, 100),
+        text_columns=["sentence1", "sentence2"],
+        label_names=["0", "1"],
+        metrics=["f1", "accuracy"],
+        symmetric=True,
     ),
     "demo_rating": dict(
-        make=_rating, sizes=(500, 200, 100), text_columns=["sentence"],
-        regression_range=[0.0, 5.0], metrics=["pearson", "spearman"], symmetric=False,
+        make=_rating,
+        sizes=(500, 200, 100),
+        text_columns=["sentence"],
+        regression_range=[0.0, 5.0],
+        metrics=["pearson", "spearman"],
+        symmetric=False,
     ),
     "demo_contrast": dict(
-        make=_contrast, sizes=(120, 200, 100), text_columns=["sentence1", "sentence2"],
-        label_names=["entailment", "not_entailment"], metrics=["accuracy"], symmetric=False,
+        make=_contrast,
+        sizes=(120, 200, 100),
+        text_columns=["sentence1", "sentence2"],
+        label_names=["entailment", "not_entailment"],
+        metrics=["accuracy"],
+        symmetric=False,
     ),
 }
 

@@ -53,9 +53,16 @@ def predict_outputs(
     batches = range(0, len(mine), batch_size)
     for start in progress_bar(batches, desc=desc, unit="batch", main=rank == 0):
         batch = store.batch(mine[start : start + batch_size])
-        inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids")
-                  if k in batch}
-        ctx = accelerator.autocast() if accelerator is not None else torch.autocast("cpu", enabled=False)
+        inputs = {
+            k: batch[k].to(device)
+            for k in ("input_ids", "attention_mask", "token_type_ids")
+            if k in batch
+        }
+        ctx = (
+            accelerator.autocast()
+            if accelerator is not None
+            else torch.autocast("cpu", enabled=False)
+        )
         with ctx:
             out = raw(**inputs)[head]
         outputs.append(out.float().cpu())
@@ -109,10 +116,18 @@ def evaluate(
         preds, labels = {}, {}
         for split, enc in splits.items():
             out = predict_outputs(
-                model, enc, head, pad_id=pad_id, use_token_types=use_token_types,
-                batch_size=batch_size, accelerator=accelerator, desc=f"eval {task}/{split}",
+                model,
+                enc,
+                head,
+                pad_id=pad_id,
+                use_token_types=use_token_types,
+                batch_size=batch_size,
+                accelerator=accelerator,
+                desc=f"eval {task}/{split}",
             )
             preds[split] = to_predictions(spec, out)
-            labels[split] = enc.labels.astype(np.int64 if spec.kind == "classification" else np.float64)
+            labels[split] = enc.labels.astype(
+                np.int64 if spec.kind == "classification" else np.float64
+            )
         results[task] = evaluate_task_metrics(spec, preds, labels)
     return results

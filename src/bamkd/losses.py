@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 
 
-def gold_weight(schedule: str, step: int, total_steps: int, weight: float = 0.5,
-                step_at: float = 0.5) -> float:
+def gold_weight(
+    schedule: str, step: int, total_steps: int, weight: float = 0.5, step_at: float = 0.5
+) -> float:
     """Weight lambda on the gold label at optimiser step ``step`` (0-based) of ``total_steps``.
 
     anneal: lambda = progress, 0 at the first step and 1 at the last (BAM_SPEC: "recomputed every

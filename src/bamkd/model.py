@@ -188,7 +188,10 @@ class MultiTaskModel(nn.Module):
         encoder = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
         tasks = [TaskSpec.from_dict(d) for d in meta["tasks"]]
         model = cls(
-            encoder, tasks, pooling=meta["pooling"], dropout=meta["dropout"],
+            encoder,
+            tasks,
+            pooling=meta["pooling"],
+            dropout=meta["dropout"],
             regression_head=meta["regression_head"],
         )
         state = load_weights(folder / WEIGHTS_NAME)

@@ -17,7 +17,6 @@ import torch
 log = logging.getLogger(__name__)
 
 _LAYER = re.compile(r"(?:^|\.)(?:layer|layers|block|blocks|h)\.(\d+)\.")
-_NO_DECAY = ("bias", "LayerNorm", "layer_norm", "layernorm", "norm.weight")
 
 
 def lr_at(step: int, total_steps: int, peak: float, warmup_fraction: float) -> float:
@@ -26,7 +25,7 @@ def lr_at(step: int, total_steps: int, peak: float, warmup_fraction: float) -> f
     Warmup: peak * step / warmup_steps. After warmup: peak * (1 - step / total_steps), so the rate
     is 0.9 * peak right after a 10% warmup (decay is measured from step 0, as in BERT).
     """
-    warmup = int(total_steps * warmup_fraction)
+    warmup = int(round(total_steps * warmup_fraction, 6))  # BERT truncates; skip float noise
     if step < warmup:
         return peak * step / warmup
     return peak * max(0.0, 1.0 - step / total_steps)
@@ -70,10 +69,12 @@ def param_groups(
     buckets: dict[tuple[int, bool], list[torch.nn.Parameter]] = {}
     named = [(n, p, layer_depth(n, num_layers)) for n, p in encoder_params]
     named += [(n, p, 0) for n, p in head_params]
-    for name, param, depth in named:
+    for _name, param, depth in named:
         if not param.requires_grad:
             continue
-        decay = not any(key in name for key in _NO_DECAY)
+        # LayerNorm weights and biases are exactly the 1-D parameters of a BERT-like encoder;
+        # matching names instead would misfire on a task called e.g. "media_bias".
+        decay = param.ndim >= 2
         buckets.setdefault((depth, decay), []).append(param)
     groups = []
     for (depth, decay), params in sorted(buckets.items()):
@@ -133,12 +134,14 @@ class BertAdamW(torch.optim.Optimizer):
             torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - beta2)
             denom = torch._foreach_sqrt(exp_avg_sq)
             if group["bias_correction"]:
-                t = float(self.state[params[0]]["step"])
-                torch._foreach_div_(denom, (1 - beta2**t) ** 0.5)
+                # Each parameter's own step: one that got its first gradient late is corrected
+                # for the updates it has actually had.
+                steps = [float(self.state[p]["step"]) for p in params]
+                torch._foreach_div_(denom, [(1 - beta2**t) ** 0.5 for t in steps])
             torch._foreach_add_(denom, group["eps"])
             updates = torch._foreach_div(exp_avg, denom)
             if group["bias_correction"]:
-                torch._foreach_div_(updates, 1 - beta1**t)
+                torch._foreach_div_(updates, [1 - beta1**t for t in steps])
             if group["weight_decay"]:
                 torch._foreach_add_(updates, params, alpha=group["weight_decay"])
             torch._foreach_add_(params, updates, alpha=-group["lr"])

@@ -145,8 +145,16 @@ class Planner:
         self.root = Path(exp.output_dir) / "runs"
         self.runs: dict[str, PlannedRun] = {}
 
-    def add(self, run_id: str, variant: str, tasks: list[str], seed: int, role: dict,
-            extra: dict | None = None, deps: list[str] | None = None) -> str:
+    def add(
+        self,
+        run_id: str,
+        variant: str,
+        tasks: list[str],
+        seed: int,
+        role: dict,
+        extra: dict | None = None,
+        deps: list[str] | None = None,
+    ) -> str:
         if run_id not in self.runs:
             config = _merge(self.exp.base, role, extra or {})
             config.setdefault("data", {})["tasks"] = list(tasks)
@@ -160,29 +168,58 @@ class Planner:
     def single(self, task: str, seed: int) -> str:
         return self.add(f"single/{task}/seed{seed}", "single", [task], seed, self.exp.single)
 
-    def multi(self, seed: int, tasks: list[str] | None = None, variant: str = "multi",
-              prefix: str = "multi") -> str:
-        return self.add(f"{prefix}/seed{seed}", variant, tasks or self.exp.tasks, seed,
-                        self.exp.multi)
+    def multi(
+        self,
+        seed: int,
+        tasks: list[str] | None = None,
+        variant: str = "multi",
+        prefix: str = "multi",
+    ) -> str:
+        return self.add(
+            f"{prefix}/seed{seed}", variant, tasks or self.exp.tasks, seed, self.exp.multi
+        )
 
-    def student(self, run_id: str, variant: str, tasks: list[str], seed: int,
-                teachers: dict[str, str], role: dict, extra: dict | None = None) -> str:
+    def student(
+        self,
+        run_id: str,
+        variant: str,
+        tasks: list[str],
+        seed: int,
+        teachers: dict[str, str],
+        role: dict,
+        extra: dict | None = None,
+    ) -> str:
         distill = {"teachers": {t: [str(self.root / teachers[t])] for t in tasks}}
-        return self.add(run_id, variant, tasks, seed, role,
-                        _merge({"distill": distill}, extra or {}), sorted(set(teachers.values())))
+        return self.add(
+            run_id,
+            variant,
+            tasks,
+            seed,
+            role,
+            _merge({"distill": distill}, extra or {}),
+            sorted(set(teachers.values())),
+        )
 
-    def bam(self, seed: int, tasks: list[str] | None = None, run_id: str | None = None,
-            variant: str = "bam", extra: dict | None = None) -> str:
+    def bam(
+        self,
+        seed: int,
+        tasks: list[str] | None = None,
+        run_id: str | None = None,
+        variant: str = "bam",
+        extra: dict | None = None,
+    ) -> str:
         tasks = tasks or self.exp.tasks
         teachers = {t: self.single(t, seed) for t in tasks}
-        return self.student(run_id or f"bam/seed{seed}", variant, tasks, seed, teachers,
-                            self.exp.multi, extra)
+        return self.student(
+            run_id or f"bam/seed{seed}", variant, tasks, seed, teachers, self.exp.multi, extra
+        )
 
     def finetune(self, source: str, variant: str, task: str, seed: int) -> str:
         role = _merge(self.exp.single, self.exp.finetune)
         extra = {"model": {"init_from": str(self.root / source)}}
-        return self.add(f"{variant}/{task}/seed{seed}", variant, [task], seed, role, extra,
-                        [source])
+        return self.add(
+            f"{variant}/{task}/seed{seed}", variant, [task], seed, role, extra, [source]
+        )
 
     # Variants ----------------------------------------------------------------------------
 
@@ -202,13 +239,25 @@ class Planner:
 
     def _plan_single_single(self, seed: int) -> None:
         for task in self.exp.tasks:
-            self.student(f"single_single/{task}/seed{seed}", "single_single", [task], seed,
-                         {task: self.single(task, seed)}, self.exp.single)
+            self.student(
+                f"single_single/{task}/seed{seed}",
+                "single_single",
+                [task],
+                seed,
+                {task: self.single(task, seed)},
+                self.exp.single,
+            )
 
     def _plan_multi_multi(self, seed: int) -> None:
         teacher = self.multi(seed)
-        self.student(f"multi_multi/seed{seed}", "multi_multi", self.exp.tasks, seed,
-                     {t: teacher for t in self.exp.tasks}, self.exp.multi)
+        self.student(
+            f"multi_multi/seed{seed}",
+            "multi_multi",
+            self.exp.tasks,
+            seed,
+            {t: teacher for t in self.exp.tasks},
+            self.exp.multi,
+        )
 
     def _plan_bam(self, seed: int) -> None:
         self.bam(seed)
@@ -216,12 +265,19 @@ class Planner:
     def _plan_bam_rounds(self, seed: int) -> None:
         first = self.bam(seed)
         singles = {
-            t: self.student(f"bam_rounds/round2_single/{t}/seed{seed}", "bam_rounds_single", [t],
-                            seed, {t: first}, self.exp.single)
+            t: self.student(
+                f"bam_rounds/round2_single/{t}/seed{seed}",
+                "bam_rounds_single",
+                [t],
+                seed,
+                {t: first},
+                self.exp.single,
+            )
             for t in self.exp.tasks
         }
-        self.student(f"bam_rounds/seed{seed}", "bam_rounds", self.exp.tasks, seed, singles,
-                     self.exp.multi)
+        self.student(
+            f"bam_rounds/seed{seed}", "bam_rounds", self.exp.tasks, seed, singles, self.exp.multi
+        )
 
     def _plan_multi_ft(self, seed: int) -> None:
         source = self.multi(seed)
@@ -234,16 +290,28 @@ class Planner:
             self.finetune(source, "bam_ft", task, seed)
 
     def _plan_bam_no_anneal(self, seed: int) -> None:
-        self.bam(seed, run_id=f"bam_no_anneal/seed{seed}", variant="bam_no_anneal",
-                 extra={"distill": {"schedule": "constant"}})
+        self.bam(
+            seed,
+            run_id=f"bam_no_anneal/seed{seed}",
+            variant="bam_no_anneal",
+            extra={"distill": {"schedule": "constant"}},
+        )
 
     def _plan_bam_no_layerwise(self, seed: int) -> None:
-        self.bam(seed, run_id=f"bam_no_layerwise/seed{seed}", variant="bam_no_layerwise",
-                 extra={"train": {"layerwise_decay": 1.0}})
+        self.bam(
+            seed,
+            run_id=f"bam_no_layerwise/seed{seed}",
+            variant="bam_no_layerwise",
+            extra={"train": {"layerwise_decay": 1.0}},
+        )
 
     def _plan_bam_no_weighting(self, seed: int) -> None:
-        self.bam(seed, run_id=f"bam_no_weighting/seed{seed}", variant="bam_no_weighting",
-                 extra={"train": {"task_weighting": "concat"}})
+        self.bam(
+            seed,
+            run_id=f"bam_no_weighting/seed{seed}",
+            variant="bam_no_weighting",
+            extra={"train": {"task_weighting": "concat"}},
+        )
 
     def _pairs(self, seed: int, kind: str) -> None:
         target = self.exp.pairs_target
@@ -319,8 +387,9 @@ class ExperimentResult:
         return "\n".join(lines)
 
 
-def run_experiment(exp: Experiment, *, only: list[str] | None = None,
-                   dry_run: bool = False) -> ExperimentResult:
+def run_experiment(
+    exp: Experiment, *, only: list[str] | None = None, dry_run: bool = False
+) -> ExperimentResult:
     """Train every planned run that is not finished, then write the report and submissions."""
     from bamkd.train import train
 
@@ -372,13 +441,28 @@ def run_experiment(exp: Experiment, *, only: list[str] | None = None,
 def _write_plan(root: Path, exp: Experiment, runs: list[PlannedRun]) -> None:
     from bamkd.storage import write_json
 
-    write_json(root / "plan.json", {
-        "experiment": {k: v for k, v in exp.__dict__.items()
-                       if k in ("name", "output_dir", "tasks", "seeds", "variants", "pairs_target")},
-        "source": exp.source,
-        "runs": [{"id": r.id, "variant": r.variant, "tasks": r.tasks, "seed": r.seed,
-                  "deps": r.deps, "folder": str(r.folder)} for r in runs],
-    })
+    write_json(
+        root / "plan.json",
+        {
+            "experiment": {
+                k: v
+                for k, v in exp.__dict__.items()
+                if k in ("name", "output_dir", "tasks", "seeds", "variants", "pairs_target")
+            },
+            "source": exp.source,
+            "runs": [
+                {
+                    "id": r.id,
+                    "variant": r.variant,
+                    "tasks": r.tasks,
+                    "seed": r.seed,
+                    "deps": r.deps,
+                    "folder": str(r.folder),
+                }
+                for r in runs
+            ],
+        },
+    )
 
 
 def _write_submissions(exp: Experiment, runs: list[PlannedRun]) -> list[str]:

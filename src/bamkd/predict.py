@@ -47,13 +47,27 @@ class LoadedRun:
 
     def encode(self, spec: TaskSpec, split: str, *, limit: int | None = None, double: bool = False):
         d = self.cfg.data
-        return load_encoded(spec, split, self.tokenizer, d.max_seq_length, data_dir=d.glue_dir,
-                            limit=limit, double=double, cache_dir=d.cache_dir)
+        return load_encoded(
+            spec,
+            split,
+            self.tokenizer,
+            d.max_seq_length,
+            data_dir=d.glue_dir,
+            limit=limit,
+            double=double,
+            cache_dir=d.cache_dir,
+        )
 
     def outputs(self, enc, head: str, desc: str) -> np.ndarray:
         return predict_outputs(
-            self.model, enc, head, pad_id=self.pad_id, use_token_types=self.use_types,
-            batch_size=self.cfg.train.eval_batch_size, accelerator=self.accelerator, desc=desc,
+            self.model,
+            enc,
+            head,
+            pad_id=self.pad_id,
+            use_token_types=self.use_types,
+            batch_size=self.cfg.train.eval_batch_size,
+            accelerator=self.accelerator,
+            desc=desc,
         )
 
 
@@ -87,8 +101,12 @@ def teach(run_dir: str | Path, tasks: Sequence[str] | None = None, accelerator=N
     written = []
     for name in names:
         spec = run.specs[name]
-        enc = run.encode(spec, "train", limit=run.cfg.data.train_limit,
-                         double=spec.symmetric and run.cfg.data.double_unordered)
+        enc = run.encode(
+            spec,
+            "train",
+            limit=run.cfg.data.train_limit,
+            double=spec.symmetric and run.cfg.data.double_unordered,
+        )
         out = run.outputs(enc, name, desc=f"teach {name}")
         if run.accelerator.is_main_process:
             written.append(write_teacher_predictions(Path(run_dir), enc, out, spec.kind, manifest))
@@ -100,13 +118,21 @@ def evaluate_run(run_dir: str | Path, write: bool = True) -> dict[str, dict[str,
     """Dev metrics of a finished run, recomputed from its saved model."""
     run = LoadedRun(run_dir)
     eval_sets = {
-        name: {split: run.encode(spec, split, limit=run.cfg.data.eval_limit)
-               for split in spec.eval_splits}
+        name: {
+            split: run.encode(spec, split, limit=run.cfg.data.eval_limit)
+            for split in spec.eval_splits
+        }
         for name, spec in run.specs.items()
     }
-    metrics = evaluate(run.model, eval_sets, run.specs, pad_id=run.pad_id,
-                       use_token_types=run.use_types, batch_size=run.cfg.train.eval_batch_size,
-                       accelerator=run.accelerator)
+    metrics = evaluate(
+        run.model,
+        eval_sets,
+        run.specs,
+        pad_id=run.pad_id,
+        use_token_types=run.use_types,
+        batch_size=run.cfg.train.eval_batch_size,
+        accelerator=run.accelerator,
+    )
     if write and run.accelerator.is_main_process:
         write_json(Path(run_dir) / DEV_METRICS_NAME, metrics)
     return metrics
@@ -140,9 +166,18 @@ def submit(
             predictions[name], ids[name], specs[name] = {}, {}, spec
             for split in spec.test_splits:
                 try:
-                    enc = run.encode(spec, split) if data_dir == run.cfg.data.glue_dir else \
-                        load_encoded(spec, split, run.tokenizer, run.cfg.data.max_seq_length,
-                                     data_dir=data_dir, cache_dir=run.cfg.data.cache_dir)
+                    enc = (
+                        run.encode(spec, split)
+                        if data_dir == run.cfg.data.glue_dir
+                        else load_encoded(
+                            spec,
+                            split,
+                            run.tokenizer,
+                            run.cfg.data.max_seq_length,
+                            data_dir=data_dir,
+                            cache_dir=run.cfg.data.cache_dir,
+                        )
+                    )
                 except BamkdError as exc:
                     log.warning("no test predictions for %s/%s: %s", name, split, exc)
                     continue
@@ -164,5 +199,11 @@ def submit(
         except BamkdError as exc:
             log.warning("WNLI majority class unavailable (%s); WNLI is left out", exc)
             wnli_policy = "skip"
-    return write_submission(predictions, specs, Path(out_dir), wnli_policy=wnli_policy,
-                            wnli_majority_label=majority, example_ids=ids)
+    return write_submission(
+        predictions,
+        specs,
+        Path(out_dir),
+        wnli_policy=wnli_policy,
+        wnli_majority_label=majority,
+        example_ids=ids,
+    )

@@ -21,11 +21,25 @@ def bars_enabled(main: bool = True) -> bool:
 
 
 def progress_bar(
-    iterable: Iterable[T], *, desc: str | None = None, unit: str = "it", main: bool = True,
-    total: int | None = None, initial: int = 0,
+    iterable: Iterable[T],
+    *,
+    desc: str | None = None,
+    unit: str = "it",
+    main: bool = True,
+    total: int | None = None,
+    initial: int = 0,
 ) -> Iterator[T]:
     """Wrap ``iterable`` in a tqdm bar when bars are enabled, else return it unchanged."""
     if not bars_enabled(main):
         return iter(iterable)
-    return iter(tqdm(iterable, desc=desc, unit=unit, total=total, initial=initial,
-                     dynamic_ncols=True, leave=False))
+    return iter(
+        tqdm(
+            iterable,
+            desc=desc,
+            unit=unit,
+            total=total,
+            initial=initial,
+            dynamic_ncols=True,
+            leave=False,
+        )
+    )

@@ -28,15 +28,30 @@ log = logging.getLogger(__name__)
 
 EXCLUDED_FROM_AVERAGE = ("wnli", "ax")
 TABLE_ORDER = [
-    "single", "multi", "single_single", "multi_multi", "bam", "bam_rounds", "multi_ft", "bam_ft",
-    "bam_no_anneal", "bam_no_layerwise", "bam_no_weighting",
+    "single",
+    "multi",
+    "single_single",
+    "multi_multi",
+    "bam",
+    "bam_rounds",
+    "multi_ft",
+    "bam_ft",
+    "bam_no_anneal",
+    "bam_no_layerwise",
+    "bam_no_weighting",
 ]
 LABELS = {
-    "single": "Single", "multi": "Multi", "single_single": "Single->Single",
-    "multi_multi": "Multi->Multi", "bam": "Single->Multi (BAM)",
-    "bam_rounds": "Single->Multi->Single->Multi", "multi_ft": "Multi + fine-tune",
-    "bam_ft": "BAM + fine-tune", "bam_no_anneal": "BAM, no teacher annealing",
-    "bam_no_layerwise": "BAM, no layer-wise LR", "bam_no_weighting": "BAM, no task weighting",
+    "single": "Single",
+    "multi": "Multi",
+    "single_single": "Single->Single",
+    "multi_multi": "Multi->Multi",
+    "bam": "Single->Multi (BAM)",
+    "bam_rounds": "Single->Multi->Single->Multi",
+    "multi_ft": "Multi + fine-tune",
+    "bam_ft": "BAM + fine-tune",
+    "bam_no_anneal": "BAM, no teacher annealing",
+    "bam_no_layerwise": "BAM, no layer-wise LR",
+    "bam_no_weighting": "BAM, no task weighting",
 }
 
 
@@ -121,8 +136,9 @@ def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
-    rows_csv: list[list[Any]] = [["variant", "task", "n", "median", "mean", "std", "min", "max",
-                                  "seeds"]]
+    rows_csv: list[list[Any]] = [
+        ["variant", "task", "n", "median", "mean", "std", "min", "max", "seeds"]
+    ]
     for v in variants:
         cells = [LABELS.get(v, v), _cell(list(averages[v].values()))]
         cells += [_cell(list(scores[v].get(t, {}).values())) for t in tasks]
@@ -130,8 +146,19 @@ def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
         for task, by_seed in [("avg", averages[v]), *[(t, scores[v].get(t, {})) for t in tasks]]:
             if by_seed:
                 s = summarize(list(by_seed.values()))
-                rows_csv.append([v, task, s.n, s.median, s.mean, s.std, s.min, s.max,
-                                 " ".join(map(str, by_seed))])
+                rows_csv.append(
+                    [
+                        v,
+                        task,
+                        s.n,
+                        s.median,
+                        s.mean,
+                        s.std,
+                        s.min,
+                        s.max,
+                        " ".join(map(str, by_seed)),
+                    ]
+                )
     lines.append("")
     lines += _significance(scores, averages, tasks)
     lines += _pairs_table(exp, scores)
@@ -149,25 +176,43 @@ def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
 def _significance(scores, averages, tasks) -> list[str]:
     if "bam" not in scores:
         return []
-    lines = ["Mann-Whitney U, one-sided (BAM greater), p-values:", "",
-             "| Comparison | Avg | " + " | ".join(tasks) + " |",
-             "|" + "---|" * (len(tasks) + 2)]
+    lines = [
+        "Mann-Whitney U, one-sided (BAM greater), p-values:",
+        "",
+        "| Comparison | Avg | " + " | ".join(tasks) + " |",
+        "|" + "---|" * (len(tasks) + 2),
+    ]
     for other in ("single", "multi"):
         if other not in scores:
             continue
-        cells = [f"BAM vs {LABELS[other]}",
-                 _p(mann_whitney(list(averages["bam"].values()), list(averages[other].values())))]
+        cells = [
+            f"BAM vs {LABELS[other]}",
+            _p(mann_whitney(list(averages["bam"].values()), list(averages[other].values()))),
+        ]
         for t in tasks:
-            cells.append(_p(mann_whitney(list(scores["bam"].get(t, {}).values()),
-                                         list(scores[other].get(t, {}).values()))))
+            cells.append(
+                _p(
+                    mann_whitney(
+                        list(scores["bam"].get(t, {}).values()),
+                        list(scores[other].get(t, {}).values()),
+                    )
+                )
+            )
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     if "single" in scores:
-        wins = [t for t in tasks if scores["bam"].get(t) and scores["single"].get(t)
-                and statistics.median(scores["bam"][t].values())
-                > statistics.median(scores["single"][t].values())]
-        lines.append(f"The BAM student beats its single-task teachers (median) on {len(wins)} of "
-                     f"{len(tasks)} tasks: {', '.join(wins) or 'none'}.")
+        wins = [
+            t
+            for t in tasks
+            if scores["bam"].get(t)
+            and scores["single"].get(t)
+            and statistics.median(scores["bam"][t].values())
+            > statistics.median(scores["single"][t].values())
+        ]
+        lines.append(
+            f"The BAM student beats its single-task teachers (median) on {len(wins)} of "
+            f"{len(tasks)} tasks: {', '.join(wins) or 'none'}."
+        )
         lines.append("")
     return lines
 
@@ -177,9 +222,12 @@ def _pairs_table(exp, scores) -> list[str]:
     target = getattr(exp, "pairs_target", None)
     if not kinds or target is None:
         return []
-    lines = [f"Task combinations: {target} dev score when trained with one other task", "",
-             "| Partner | " + " | ".join(LABELS.get(k, k) for k in kinds) + " |",
-             "|" + "---|" * (len(kinds) + 1)]
+    lines = [
+        f"Task combinations: {target} dev score when trained with one other task",
+        "",
+        "| Partner | " + " | ".join(LABELS.get(k, k) for k in kinds) + " |",
+        "|" + "---|" * (len(kinds) + 1),
+    ]
     if target in scores.get("single", {}):
         lines.append(f"| (alone: Single) | {_cell(list(scores['single'][target].values()))} |")
     partners = sorted({key.split("+", 1)[1] for k in kinds for key in scores[k]})
@@ -188,7 +236,9 @@ def _pairs_table(exp, scores) -> list[str]:
         lines.append(f"| {partner} | " + " | ".join(cells) + " |")
     for k in ("multi", "bam"):
         if target in scores.get(k, {}):
-            lines.append(f"| (all tasks: {LABELS[k]}) | {_cell(list(scores[k][target].values()))} |")
+            lines.append(
+                f"| (all tasks: {LABELS[k]}) | {_cell(list(scores[k][target].values()))} |"
+            )
     lines.append("")
     return lines
 
@@ -206,8 +256,14 @@ def _plot_scores(scores, averages, tasks, variants, path: Path) -> None:
         med = [100 * statistics.median(s) if s else np.nan for s in series]
         lo = [m - 100 * min(s) if s else 0 for m, s in zip(med, series)]
         hi = [100 * max(s) - m if s else 0 for m, s in zip(med, series)]
-        ax.bar(x + (i - (len(variants) - 1) / 2) * width, med, width, yerr=[lo, hi],
-               capsize=2, label=LABELS.get(v, v))
+        ax.bar(
+            x + (i - (len(variants) - 1) / 2) * width,
+            med,
+            width,
+            yerr=[lo, hi],
+            capsize=2,
+            label=LABELS.get(v, v),
+        )
     ax.set_xticks(x, groups)
     ax.set_ylabel("dev score (median, bars: min-max over seeds)")
     finite = [100 * val for v in variants for s in scores[v].values() for val in s.values()]
@@ -255,8 +311,11 @@ def plot_training(runs: Sequence[tuple[str, Path]], path: Path) -> None:
         row[1].legend(fontsize=7, loc="center left")
         evals = [r for r in records if "eval" in r or "dev" in r]
         for task in sorted({t for r in evals for t in (r.get("eval") or r.get("dev"))}):
-            pts = [(r["step"], 100 * task_score((r.get("eval") or r.get("dev"))[task]))
-                   for r in evals if task in (r.get("eval") or r.get("dev"))]
+            pts = [
+                (r["step"], 100 * task_score((r.get("eval") or r.get("dev"))[task]))
+                for r in evals
+                if task in (r.get("eval") or r.get("dev"))
+            ]
             row[2].plot(*zip(*pts), marker="o", label=task, lw=1)
         row[2].set_title("dev score over evaluations")
         row[2].set_xlabel("step")

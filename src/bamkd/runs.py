@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bamkd.config import RunConfig, from_dict, load_yaml
-from bamkd.config import DataConfig
+from bamkd.config import DataConfig, RunConfig, from_dict, load_yaml
 from bamkd.errors import BamkdError
 from bamkd.storage import read_json
 from bamkd.tasks import TaskSpec, get_task, load_task_yaml

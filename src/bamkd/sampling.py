@@ -111,7 +111,8 @@ class BatchPlan:
         self.batches_per_epoch = math.ceil(self.epoch_size / batch_size)
 
     def total_steps(self, epochs: float) -> int:
-        return max(1, math.ceil(epochs * self.batches_per_epoch))
+        # Round away float noise first: 1.1 * 100 is 110.00000000000001, which must give 110.
+        return max(1, math.ceil(round(epochs * self.batches_per_epoch, 6)))
 
     def _epoch_rows(self, rng: np.random.Generator) -> np.ndarray:
         if self.weighting.probabilities is not None:

@@ -64,7 +64,9 @@ def read_json(path: str | Path) -> Any:
     except FileNotFoundError:
         raise BamkdError(f"{path} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BamkdError(f"{path} is corrupted or truncated ({exc}); delete it or restore it") from None
+        raise BamkdError(
+            f"{path} is corrupted or truncated ({exc}); delete it or restore it"
+        ) from None
 
 
 @contextlib.contextmanager

@@ -114,7 +114,11 @@ def batch_loss(
         else:
             lo, hi = spec.regression_range
             gold = torch.where(mask, (labels - lo) / (hi - lo), torch.zeros_like(labels))
-            soft = torch.nan_to_num(teacher[:, 0]) if info.has_teacher and teacher is not None else None
+            soft = (
+                torch.nan_to_num(teacher[:, 0])
+                if info.has_teacher and teacher is not None
+                else None
+            )
             per_row = regression_loss(outputs[spec.name], gold, soft, row_lam)
         per_row = torch.where(mask, per_row, torch.zeros_like(per_row))
         total = total + info.loss_weight * per_row.sum()
@@ -123,7 +127,9 @@ def batch_loss(
     return total, sums, counts
 
 
-def gold_weights(tasks: list[TaskTraining], step: int, total_steps: int, step_at: float) -> torch.Tensor:
+def gold_weights(
+    tasks: list[TaskTraining], step: int, total_steps: int, step_at: float
+) -> torch.Tensor:
     """lambda per task at ``step``: 1 for tasks without a teacher."""
     return torch.tensor(
         [
@@ -197,15 +203,25 @@ def _load_data(cfg: RunConfig, specs: dict[str, TaskSpec], tokenizer, accelerato
                 )
             train_parts.append(
                 load_encoded(
-                    spec, "train", tokenizer, d.max_seq_length, data_dir=d.glue_dir,
-                    limit=d.train_limit, double=spec.symmetric and d.double_unordered,
+                    spec,
+                    "train",
+                    tokenizer,
+                    d.max_seq_length,
+                    data_dir=d.glue_dir,
+                    limit=d.train_limit,
+                    double=spec.symmetric and d.double_unordered,
                     cache_dir=d.cache_dir,
                 )
             )
             eval_sets[name] = {
                 split: load_encoded(
-                    spec, split, tokenizer, d.max_seq_length, data_dir=d.glue_dir,
-                    limit=d.eval_limit, cache_dir=d.cache_dir,
+                    spec,
+                    split,
+                    tokenizer,
+                    d.max_seq_length,
+                    data_dir=d.glue_dir,
+                    limit=d.eval_limit,
+                    cache_dir=d.cache_dir,
                 )
                 for split in spec.eval_splits
             }
@@ -217,8 +233,9 @@ def _load_data(cfg: RunConfig, specs: dict[str, TaskSpec], tokenizer, accelerato
     return train_parts, eval_sets
 
 
-def _teacher_arrays(cfg: RunConfig, specs: dict[str, TaskSpec], parts: list[Encoded],
-                    accelerator) -> list[np.ndarray | None]:
+def _teacher_arrays(
+    cfg: RunConfig, specs: dict[str, TaskSpec], parts: list[Encoded], accelerator
+) -> list[np.ndarray | None]:
     """Per task: teacher targets aligned with its training rows, or None."""
     dist = cfg.distill
     unknown = sorted(set(dist.teachers) - set(specs))
@@ -277,12 +294,16 @@ def setup(cfg: RunConfig, *, resume: bool = False, trackers: list[str] | None = 
             write_text(run_dir / CONFIG_NAME, cfg.to_yaml())
         specs = task_specs(cfg.data)
         set_seed(cfg.train.seed)
-        tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.name_or_path,
-                                   cfg.model.trust_remote_code)
+        tokenizer = load_tokenizer(
+            cfg.model.tokenizer or cfg.model.name_or_path, cfg.model.trust_remote_code
+        )
         encoder = load_encoder(cfg.model.name_or_path, cfg.model.trust_remote_code)
         model = MultiTaskModel(
-            encoder, list(specs.values()), pooling=cfg.model.pooling,
-            dropout=cfg.model.dropout, regression_head=cfg.model.regression_head,
+            encoder,
+            list(specs.values()),
+            pooling=cfg.model.pooling,
+            dropout=cfg.model.dropout,
+            regression_head=cfg.model.regression_head,
         )
         if cfg.model.init_from:
             init_from(model, cfg.model.init_from)
@@ -298,30 +319,46 @@ def setup(cfg: RunConfig, *, resume: bool = False, trackers: list[str] | None = 
         use_types = "token_type_ids" in tokenizer.model_input_names
         max_out = max(s.num_outputs for s in specs.values())
         store = ExampleStore(parts, list(specs), pad_id, use_types, teacher, max_out)
-        plan = BatchPlan(sizes, weighting, t.batch_size, t.seed, store.lengths,
-                         cfg.data.length_grouped)
+        plan = BatchPlan(
+            sizes, weighting, t.batch_size, t.seed, store.lengths, cfg.data.length_grouped
+        )
         total_steps = plan.total_steps(t.epochs)
 
         tasks = []
         for part, arr in zip(parts, teacher):
             override = cfg.distill.per_task.get(part.task)
-            tasks.append(TaskTraining(
-                spec=specs[part.task],
-                loss_weight=weighting.loss_weights[part.task],
-                has_teacher=arr is not None,
-                schedule=(override.schedule if override and override.schedule
-                          else cfg.distill.schedule),
-                weight=(override.weight if override and override.weight is not None
-                        else cfg.distill.weight),
-            ))
+            tasks.append(
+                TaskTraining(
+                    spec=specs[part.task],
+                    loss_weight=weighting.loss_weights[part.task],
+                    has_teacher=arr is not None,
+                    schedule=(
+                        override.schedule
+                        if override and override.schedule
+                        else cfg.distill.schedule
+                    ),
+                    weight=(
+                        override.weight
+                        if override and override.weight is not None
+                        else cfg.distill.weight
+                    ),
+                )
+            )
 
         groups = param_groups(
             model.encoder.named_parameters(),
             [(f"heads.{n}", p) for n, p in model.heads.named_parameters()],
-            model.num_layers, t.layerwise_decay, t.weight_decay,
+            model.num_layers,
+            t.layerwise_decay,
+            t.weight_decay,
         )
-        optimizer = BertAdamW(groups, lr=t.lr, betas=(t.adam_beta1, t.adam_beta2),
-                              eps=t.adam_eps, bias_correction=t.bias_correction)
+        optimizer = BertAdamW(
+            groups,
+            lr=t.lr,
+            betas=(t.adam_beta1, t.adam_beta2),
+            eps=t.adam_eps,
+            bias_correction=t.bias_correction,
+        )
         state = ckpt.TrainerState(total_steps=total_steps, world_size=accelerator.num_processes)
         metric_log = MetricLog(run_dir, accelerator, enabled=accelerator.is_main_process)
 
@@ -349,10 +386,22 @@ def setup(cfg: RunConfig, *, resume: bool = False, trackers: list[str] | None = 
         if trackers:
             accelerator.init_trackers(run_dir.name, config=_flat_config(cfg))
         return Context(
-            cfg=cfg, run_dir=run_dir, accelerator=accelerator, tokenizer=tokenizer,
-            model=model, raw_model=accelerator.unwrap_model(model), optimizer=optimizer,
-            specs=specs, tasks=tasks, store=store, plan=plan, eval_sets=eval_sets,
-            total_steps=total_steps, state=state, metric_log=metric_log, lock=lock,
+            cfg=cfg,
+            run_dir=run_dir,
+            accelerator=accelerator,
+            tokenizer=tokenizer,
+            model=model,
+            raw_model=accelerator.unwrap_model(model),
+            optimizer=optimizer,
+            specs=specs,
+            tasks=tasks,
+            store=store,
+            plan=plan,
+            eval_sets=eval_sets,
+            total_steps=total_steps,
+            state=state,
+            metric_log=metric_log,
+            lock=lock,
         )
     except BaseException:
         if lock is not None:
@@ -412,14 +461,17 @@ def fit(ctx: Context) -> dict[str, dict[str, float]]:
             sync = contextlib.nullcontext() if j == len(micro) - 1 else acc.no_sync(model)
             with sync:
                 with acc.autocast():
-                    outputs = model(batch["input_ids"], batch["attention_mask"],
-                                    batch.get("token_type_ids"))
+                    outputs = model(
+                        batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
+                    )
                 loss, sums, counts = batch_loss(outputs, batch, ctx.tasks, lam)
                 acc.backward(loss * scale)
             step_sums += sums
             step_counts += counts
 
-        grad_norm = acc.clip_grad_norm_(params, t.max_grad_norm if t.max_grad_norm > 0 else math.inf)
+        grad_norm = acc.clip_grad_norm_(
+            params, t.max_grad_norm if t.max_grad_norm > 0 else math.inf
+        )
         grad_norm = float(grad_norm)
         if not math.isfinite(grad_norm) or not torch.isfinite(step_sums).all():
             bad = [n for n, s in zip(names, step_sums) if not torch.isfinite(s)] or names
@@ -457,21 +509,30 @@ def fit(ctx: Context) -> dict[str, dict[str, float]]:
             }
             ctx.metric_log.log(record, ctx.state.step)
             if bar is not None:
-                bar.set_postfix(loss=f"{float(totals[0].sum() / max(totals[1].sum(), 1)):.4f}",
-                                ex_s=f"{record['examples_per_s']:.0f}")
+                bar.set_postfix(
+                    loss=f"{float(totals[0].sum() / max(totals[1].sum(), 1)):.4f}",
+                    ex_s=f"{record['examples_per_s']:.0f}",
+                )
             else:
-                log.info("step %d/%d epoch %.2f loss %s ex/s %.1f", ctx.state.step,
-                         ctx.total_steps, record["epoch"],
-                         " ".join(f"{k}={v:.4f}" for k, v in record["loss"].items()),
-                         record["examples_per_s"])
+                log.info(
+                    "step %d/%d epoch %.2f loss %s ex/s %.1f",
+                    ctx.state.step,
+                    ctx.total_steps,
+                    record["epoch"],
+                    " ".join(f"{k}={v:.4f}" for k, v in record["loss"].items()),
+                    record["examples_per_s"],
+                )
             window_sums.zero_()
             window_counts.zero_()
             window_start, window_examples = time.perf_counter(), 0
         at_epoch_end = ctx.state.step % plan.batches_per_epoch == 0
         if t.eval_every_epoch and at_epoch_end and ctx.state.step < ctx.total_steps:
             _evaluate_and_log(ctx, "eval")
-        if t.checkpoint_every and ctx.state.step % t.checkpoint_every == 0 \
-                and ctx.state.step < ctx.total_steps:
+        if (
+            t.checkpoint_every
+            and ctx.state.step % t.checkpoint_every == 0
+            and ctx.state.step < ctx.total_steps
+        ):
             ctx.state.elapsed_seconds = time.perf_counter() - run_start
             save(ctx)
 
@@ -486,14 +547,19 @@ def _train_bar(ctx: Context, main: bool):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=ctx.total_steps, initial=ctx.state.step, desc="train", unit="step",
-                dynamic_ncols=True)
+    return tqdm(
+        total=ctx.total_steps, initial=ctx.state.step, desc="train", unit="step", dynamic_ncols=True
+    )
 
 
 def _evaluate_and_log(ctx: Context, key: str) -> dict[str, dict[str, float]]:
     metrics = evaluate(
-        ctx.model, ctx.eval_sets, ctx.specs, pad_id=ctx.store.pad_id,
-        use_token_types=ctx.store.use_token_types, batch_size=ctx.cfg.train.eval_batch_size,
+        ctx.model,
+        ctx.eval_sets,
+        ctx.specs,
+        pad_id=ctx.store.pad_id,
+        use_token_types=ctx.store.use_token_types,
+        batch_size=ctx.cfg.train.eval_batch_size,
         accelerator=ctx.accelerator,
     )
     ctx.model.train()
@@ -514,8 +580,9 @@ def save(ctx: Context) -> None:
         rng_states = [rng]
     if acc.is_main_process:
         folder = ckpt.checkpoint_dir(ctx.run_dir, ctx.state.step)
-        ckpt.save_checkpoint(folder, ctx.raw_model.state_dict(), ctx.optimizer.state_dict(),
-                             ctx.state, rng_states)
+        ckpt.save_checkpoint(
+            folder, ctx.raw_model.state_dict(), ctx.optimizer.state_dict(), ctx.state, rng_states
+        )
         ckpt.prune_checkpoints(ctx.run_dir, ctx.cfg.train.keep_checkpoints)
     acc.wait_for_everyone()
 
@@ -536,8 +603,9 @@ def finish(ctx: Context) -> dict[str, dict[str, float]]:
     return metrics
 
 
-def train(cfg: RunConfig, *, resume: bool = False, trackers: list[str] | None = None
-          ) -> dict[str, dict[str, float]]:
+def train(
+    cfg: RunConfig, *, resume: bool = False, trackers: list[str] | None = None
+) -> dict[str, dict[str, float]]:
     """Run (or resume, or return the result of) one training run."""
     run_dir = Path(cfg.output_dir)
     if resume and is_finished(run_dir):

@@ -46,8 +46,15 @@ def test_full_pipeline_then_rerun_skips_everything(tmp_path, glue_fixture_dir):
 
     # Teacher predictions: keyed by id, swapped copies of the symmetric task included.
     mrpc = read_teacher_predictions(runs / "single/mrpc/seed0", "mrpc")
-    rows = len((glue_fixture_dir / "MRPC" / "train.tsv").read_text(encoding="utf-8-sig")
-               .strip().splitlines()) - 1
+    rows = (
+        len(
+            (glue_fixture_dir / "MRPC" / "train.tsv")
+            .read_text(encoding="utf-8-sig")
+            .strip()
+            .splitlines()
+        )
+        - 1
+    )
     assert len(mrpc.ids) == 2 * rows == mrpc.outputs.shape[0]
     assert sum(i.endswith(":swap") for i in mrpc.ids) == rows
     assert mrpc.outputs.shape[1] == 2
@@ -62,7 +69,9 @@ def test_full_pipeline_then_rerun_skips_everything(tmp_path, glue_fixture_dir):
     logged = [json.loads(x) for x in (runs / "bam/seed0/metrics.jsonl").read_text().splitlines()]
     lambdas = [x["lambda"]["rte"] for x in logged if "lambda" in x]
     assert lambdas == sorted(lambdas) and lambdas[-1] == 1.0 and lambdas[0] < 0.5
-    multi_log = [json.loads(x) for x in (runs / "multi/seed0/metrics.jsonl").read_text().splitlines()]
+    multi_log = [
+        json.loads(x) for x in (runs / "multi/seed0/metrics.jsonl").read_text().splitlines()
+    ]
     assert all(v == 1.0 for x in multi_log if "lambda" in x for v in x["lambda"].values())
 
     # Report: the paper-style table, significance section, CSV and plots.

@@ -15,8 +15,16 @@ def _train_args(demo_suite, out: Path, *extra: str) -> list[str]:
     tasks = ["demo_sentiment", "demo_agreement", "demo_rating"]
     files = ",".join(demo_suite[t] for t in tasks)
     return [
-        "train", "--config", "tiny", f"data.task_files=[{files}]", f"data.tasks=[{','.join(tasks)}]",
-        "data.train_limit=64", "data.eval_limit=32", "train.epochs=1", f"output_dir={out}", *extra,
+        "train",
+        "--config",
+        "tiny",
+        f"data.task_files=[{files}]",
+        f"data.tasks=[{','.join(tasks)}]",
+        "data.train_limit=64",
+        "data.eval_limit=32",
+        "train.epochs=1",
+        f"output_dir={out}",
+        *extra,
     ]
 
 
@@ -26,8 +34,15 @@ def test_train_writes_a_complete_run_folder(demo_suite, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "demo_sentiment" in printed and "average" in printed
 
-    for name in ("config.yaml", "metrics.jsonl", "trainer_state.json", "dev_metrics.json",
-                 "model/bamkd_model.safetensors", "model/bamkd.json", "model/config.json"):
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "trainer_state.json",
+        "dev_metrics.json",
+        "model/bamkd_model.safetensors",
+        "model/bamkd.json",
+        "model/config.json",
+    ):
         assert (out / name).is_file(), name
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["finished"] is True and state["step"] == state["total_steps"] > 0
@@ -84,8 +99,16 @@ def test_bad_config_ends_with_one_clear_line(demo_suite, tmp_path, capsys, overr
 
 def test_missing_glue_folder_is_named(tmp_path, capsys):
     missing = tmp_path / "nowhere"
-    code = main(["train", "--config", "tiny", "data.tasks=[mrpc]", f"data.glue_dir={missing}",
-                 f"output_dir={tmp_path / 'run'}"])
+    code = main(
+        [
+            "train",
+            "--config",
+            "tiny",
+            "data.tasks=[mrpc]",
+            f"data.glue_dir={missing}",
+            f"output_dir={tmp_path / 'run'}",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and str(missing) in err and "GLUE" in err
 
@@ -99,8 +122,16 @@ def test_malformed_row_is_named_with_its_line(tmp_path, capsys, glue_fixture_dir
     lines = path.read_text(encoding="utf-8").splitlines()
     lines[3] = "\t".join(lines[3].split("\t")[:2])  # drop two columns on data row 3 (line 4)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    code = main(["train", "--config", "tiny", "data.tasks=[rte]", f"data.glue_dir={glue}",
-                 f"output_dir={tmp_path / 'run'}"])
+    code = main(
+        [
+            "train",
+            "--config",
+            "tiny",
+            "data.tasks=[rte]",
+            f"data.glue_dir={glue}",
+            f"output_dir={tmp_path / 'run'}",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert f"{path}:4: expected 4 tab-separated columns, found 2" in err

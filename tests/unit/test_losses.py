@@ -87,7 +87,9 @@ def test_classification_loss_hand_case() -> None:
     # logits [0, ln 3] -> p = [.25, .75]; label 1, teacher [.5, .5], lambda .5 ->
     # target = .5 [0, 1] + .5 [.5, .5] = [.25, .75]; loss = -(.25 ln .25 + .75 ln .75) = 0.562335.
     loss = classification_loss(
-        torch.tensor([[0.0, LN3]]), torch.tensor([1]), torch.tensor([[0.5, 0.5]]),
+        torch.tensor([[0.0, LN3]]),
+        torch.tensor([1]),
+        torch.tensor([[0.5, 0.5]]),
         torch.tensor([0.5]),
     )
     expected = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
@@ -140,16 +142,19 @@ def test_regression_loss_by_hand() -> None:
     # pred .1, gold .3, teacher .9, lambda 1: target .3, loss .04.
     # pred .7, gold .2, teacher .4, lambda 0: target .4, loss .09.
     loss = regression_loss(
-        torch.tensor([0.5, 0.1, 0.7]), torch.tensor([0.8, 0.3, 0.2]),
-        torch.tensor([0.6, 0.9, 0.4]), torch.tensor([0.25, 1.0, 0.0]),
+        torch.tensor([0.5, 0.1, 0.7]),
+        torch.tensor([0.8, 0.3, 0.2]),
+        torch.tensor([0.6, 0.9, 0.4]),
+        torch.tensor([0.25, 1.0, 0.0]),
     )
     assert loss.tolist() == pytest.approx([0.0225, 0.04, 0.09], abs=1e-7)
 
 
 def test_regression_loss_without_teacher_is_squared_error() -> None:
     # (0.5 - 0.8)^2 = .09; (0.0 - 1.0)^2 = 1.
-    loss = regression_loss(torch.tensor([0.5, 0.0]), torch.tensor([0.8, 1.0]), None,
-                           torch.tensor([0.0, 0.0]))
+    loss = regression_loss(
+        torch.tensor([0.5, 0.0]), torch.tensor([0.8, 1.0]), None, torch.tensor([0.0, 0.0])
+    )
     assert loss.tolist() == pytest.approx([0.09, 1.0], abs=1e-7)
 
 
@@ -158,8 +163,7 @@ def test_regression_loss_without_teacher_is_squared_error() -> None:
 # --------------------------------------------------------------------------------------------
 
 THREE = TaskSpec(name="three", kind="classification", label_names=("a", "b", "c"))
-SCORE = TaskSpec(name="score", kind="regression", regression_range=(0.0, 5.0),
-                 metrics=("pearson",))
+SCORE = TaskSpec(name="score", kind="regression", regression_range=(0.0, 5.0), metrics=("pearson",))
 
 # Rows 0 and 2 belong to task 0 (three-way classification), rows 1 and 3 to task 1 (regression).
 TASK_IDS = torch.tensor([0, 1, 0, 1])
@@ -171,10 +175,12 @@ REG_PRED = [0.9, 0.5, 0.05, 0.3]
 
 def _tasks(cls_teacher: bool = True, reg_teacher: bool = True) -> list[TaskTraining]:
     return [
-        TaskTraining(spec=THREE, loss_weight=0.7, has_teacher=cls_teacher, schedule="anneal",
-                     weight=0.5),
-        TaskTraining(spec=SCORE, loss_weight=1.3, has_teacher=reg_teacher, schedule="constant",
-                     weight=0.2),
+        TaskTraining(
+            spec=THREE, loss_weight=0.7, has_teacher=cls_teacher, schedule="anneal", weight=0.5
+        ),
+        TaskTraining(
+            spec=SCORE, loss_weight=1.3, has_teacher=reg_teacher, schedule="constant", weight=0.2
+        ),
     ]
 
 
@@ -195,9 +201,7 @@ def test_gold_weights_per_task() -> None:
 def test_batch_loss_by_hand_with_both_teachers() -> None:
     # Teacher columns as ExampleStore lays them out: classification probabilities padded to the
     # widest task; regression score in column 0, NaN in the others.
-    teacher = torch.tensor(
-        [[0.5, 0.25, 0.25], [0.6, NAN, NAN], [0.2, 0.2, 0.6], [0.1, NAN, NAN]]
-    )
+    teacher = torch.tensor([[0.5, 0.25, 0.25], [0.6, NAN, NAN], [0.2, 0.2, 0.6], [0.1, NAN, NAN]])
     batch = {"task_ids": TASK_IDS, "labels": LABELS, "teacher": teacher}
     lam = gold_weights(_tasks(), 2, 5, 0.5)  # [.5, .8]
     outputs = _outputs()
@@ -235,9 +239,7 @@ def test_batch_loss_by_hand_with_both_teachers() -> None:
 def test_nan_teacher_columns_of_other_tasks_do_not_leak() -> None:
     # Only the regression task has a teacher: every classification row's teacher entry is NaN,
     # and the regression head's teacher column 0 is NaN on those rows.
-    teacher = torch.tensor(
-        [[NAN, NAN, NAN], [0.6, NAN, NAN], [NAN, NAN, NAN], [0.1, NAN, NAN]]
-    )
+    teacher = torch.tensor([[NAN, NAN, NAN], [0.6, NAN, NAN], [NAN, NAN, NAN], [0.1, NAN, NAN]])
     batch = {"task_ids": TASK_IDS, "labels": LABELS, "teacher": teacher}
     tasks = _tasks(cls_teacher=False)
     lam = gold_weights(tasks, 2, 5, 0.5)  # [1, .8]
@@ -275,9 +277,7 @@ def test_gradients_reach_every_head() -> None:
         "three": heads["three"](features),
         "score": torch.sigmoid(heads["score"](features).squeeze(-1)),
     }
-    teacher = torch.tensor(
-        [[0.5, 0.25, 0.25], [0.6, NAN, NAN], [0.2, 0.2, 0.6], [0.1, NAN, NAN]]
-    )
+    teacher = torch.tensor([[0.5, 0.25, 0.25], [0.6, NAN, NAN], [0.2, 0.2, 0.6], [0.1, NAN, NAN]])
     batch = {"task_ids": TASK_IDS, "labels": LABELS, "teacher": teacher}
     total, _, _ = batch_loss(outputs, batch, _tasks(), gold_weights(_tasks(), 1, 5, 0.5))
     total.backward()

@@ -45,7 +45,14 @@ def test_bam_multiples_for_glue_match_the_paper() -> None:
     # 3.54.)
     weighting = bam_task_weights(GLUE_SIZES, 0.75)
     assert weighting.multiples == {
-        "cola": 3, "sst2": 2, "mrpc": 3, "stsb": 2, "qqp": 1, "mnli": 1, "qnli": 1, "rte": 4,
+        "cola": 3,
+        "sst2": 2,
+        "mrpc": 3,
+        "stsb": 2,
+        "qqp": 1,
+        "mnli": 1,
+        "qnli": 1,
+        "rte": 4,
     }
     assert weighting.probabilities is None
 
@@ -223,11 +230,6 @@ def test_total_steps(epochs: float, expected: int) -> None:
     assert _plan().total_steps(epochs) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: BatchPlan.total_steps computes ceil(epochs * batches_per_epoch) in floating "
-    "point, so 1.1 * 100 = 110.00000000000001 rounds up to 111 steps instead of 110",
-)
 def test_total_steps_is_exact_for_decimal_epochs() -> None:
     # 100 rows, batch 1, concat: 100 batches per epoch; 1.1 epochs is exactly 110 steps.
     plan = BatchPlan({"a": 100}, concat_task_weights({"a": 100}), batch_size=1, seed=0)

@@ -53,8 +53,9 @@ def test_round_trip_and_ensemble_in_probability_space(tmp_path):
 
 def test_rows_are_matched_by_id_not_position(tmp_path):
     examples = _examples()
-    write_teacher_predictions(tmp_path, _enc(examples), np.arange(4, dtype=np.float32),
-                              "regression", {})
+    write_teacher_predictions(
+        tmp_path, _enc(examples), np.arange(4, dtype=np.float32), "regression", {}
+    )
     reordered = _enc(list(reversed(examples)))
     got = teacher_targets(reordered, [read_teacher_predictions(tmp_path, "t")], "regression")
     np.testing.assert_array_equal(got[:, 0], [3, 2, 1, 0])
