@@ -2,6 +2,37 @@
 
 Single-task teachers are distilled into one multi-task student whose targets move from the
 teachers' outputs to the gold labels over training (teacher annealing), as in Clark et al., 2019.
+
+``bamkd.load(path)`` (or ``bamkd.Predictor.from_pretrained(path)``) gives a predictor for a
+trained run; both import torch and transformers only when called, so ``import bamkd`` stays light.
 """
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bamkd.inference import Predictor
+
 __version__ = "0.1.0"
+__all__ = ["Predictor", "__version__", "load"]
+
+
+def load(path: str | Path, **kwargs: Any) -> Predictor:
+    """A `Predictor` for a run folder, a model folder or an exported ``multitask/`` folder.
+
+    Keyword arguments go to `Predictor.from_pretrained` (device, batch_size, max_length).
+    """
+    from bamkd.inference import Predictor
+
+    return Predictor.from_pretrained(path, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: `from bamkd import Predictor` imports the inference module on first use only.
+    if name == "Predictor":
+        from bamkd.inference import Predictor
+
+        return Predictor
+    raise AttributeError(f"module 'bamkd' has no attribute {name!r}")

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from bamkd import __version__
 from bamkd.errors import BamkdError
@@ -107,6 +108,56 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from bamkd.export import export_run
+
+    result = export_run(args.run, args.out, per_task=not args.multitask_only, tasks=args.tasks)
+    print(result.summary())
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from bamkd.inference import Predictor, format_predictions, read_inputs
+    from bamkd.storage import write_text
+
+    if bool(args.task) == bool(args.all_heads):
+        raise BamkdError("bamkd predict needs --task TASK or --all-heads (every head), not both")
+    if args.input == "-":
+        text, source = sys.stdin.read(), "standard input"
+    else:
+        path = Path(args.input)
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            raise BamkdError(f"{path}: input file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BamkdError(f"{path}: cannot read the input ({exc})") from None
+        source = str(path)
+    kwargs = {"batch_size": args.batch_size} if args.batch_size is not None else {}
+    predictor = Predictor.from_pretrained(args.run, **kwargs)
+    if args.task:
+        spec = predictor.spec(args.task)
+        table = read_inputs(text, source=source, fmt=args.format, pair=spec.is_pair, task=spec)
+    else:
+        table = read_inputs(text, source=source, fmt=args.format)
+    predictions: Any = (
+        predictor.predict_all(table.texts)
+        if args.all_heads
+        else predictor.predict(args.task, table.texts)
+    )
+    out_format = args.output_format or (
+        "tsv" if args.output not in (None, "-") and args.output.endswith(".tsv") else "jsonl"
+    )
+    output = format_predictions(table.ids, predictions, out_format)
+    if args.output in (None, "-"):
+        sys.stdout.write(output)
+        sys.stdout.flush()
+    else:
+        write_text(args.output, output)
+        log.info("wrote %d predictions to %s", len(table.ids), args.output)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bamkd",
@@ -160,6 +211,41 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="plots and a markdown summary of a run or an experiment")
     p.add_argument("path")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "export",
+        help="a multi-task model folder and one Hugging Face classifier folder per task",
+    )
+    p.add_argument("run", help="run folder (or model folder)")
+    p.add_argument("--out", required=True, help="export folder (new, empty or an earlier export)")
+    p.add_argument("--tasks", nargs="*", help="per-task folders for these tasks only")
+    p.add_argument(
+        "--multitask-only", action="store_true", help="write the multi-task folder alone"
+    )
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("predict", help="predict labels or scores for new text")
+    p.add_argument("run", help="run folder, model folder or exported multitask folder")
+    p.add_argument("--task", help="the task whose head predicts")
+    p.add_argument(
+        "--input", required=True, help="TSV, CSV or JSONL file with a header/keys; - for stdin"
+    )
+    p.add_argument(
+        "--format", choices=["tsv", "csv", "jsonl"], help="input format (default: from the name)"
+    )
+    p.add_argument("--output", default="-", help="output file (default: standard output)")
+    p.add_argument(
+        "--output-format",
+        choices=["jsonl", "tsv"],
+        help="default: tsv for a .tsv output file, else jsonl",
+    )
+    p.add_argument(
+        "--all-heads",
+        action="store_true",
+        help="instead of --task: every head that takes this input shape, on one encoder pass",
+    )
+    p.add_argument("--batch-size", type=int, default=None, help="rows per forward pass")
+    p.set_defaults(func=cmd_predict)
     return parser
 
 

@@ -35,6 +35,8 @@ class ModelConfig:
     """Head input: BERT's pretrained pooler (the paper), the raw [CLS] vector, or mean pooling."""
     dropout: float = 0.1
     """Dropout before every task head (BAM_SPEC: 0.1)."""
+    encoder_dropout: float | None = None
+    """Override the encoder's own dropout rates (hidden and attention); None keeps its config."""
     regression_head: Literal["sigmoid", "linear"] = "sigmoid"
     """The paper's head is linear + sigmoid; the authors' code used a plain linear output."""
     init_from: str | None = None

@@ -47,13 +47,30 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-def load_encoder(name_or_path: str, trust_remote_code: bool = False) -> nn.Module:
-    """A pretrained encoder through ``AutoModel`` (weights included)."""
-    from transformers import AutoModel
+DROPOUT_KEYS = (
+    "hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
+    "hidden_dropout", "attention_probs_dropout", "activation_dropout",
+)
+"""Config attributes that hold dropout rates in the common encoder families."""
+
+
+def load_encoder(
+    name_or_path: str, trust_remote_code: bool = False, dropout: float | None = None
+) -> nn.Module:
+    """A pretrained encoder through ``AutoModel`` (weights included).
+
+    ``dropout`` replaces every dropout rate the encoder's config has (None keeps them).
+    """
+    from transformers import AutoConfig, AutoModel
 
     path = resolve_model_path(name_or_path)
     try:
-        return AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        if dropout is not None:
+            for key in DROPOUT_KEYS:
+                if isinstance(getattr(config, key, None), float):
+                    setattr(config, key, dropout)
+        return AutoModel.from_pretrained(path, config=config, trust_remote_code=trust_remote_code)
     except OSError as exc:
         raise ConfigError(
             f"cannot load encoder '{name_or_path}': {exc}. Give a local model folder, "

@@ -9,6 +9,7 @@ tokenizes without unknown tokens. Weights come from a fixed seed, so every build
 from __future__ import annotations
 
 import os
+import shutil
 import string
 from pathlib import Path
 
@@ -237,8 +238,11 @@ def build_tiny_encoder(
         intermediate_size=hidden * 4,
         max_position_embeddings=512,
     )
-    torch.manual_seed(seed)
-    model = BertModel(config)
+    # A private RNG stream: building the encoder in the middle of a run's setup must not move
+    # the run's own random state (or a run would differ depending on whether it was cached).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = BertModel(config)
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
         model.save_pretrained(tmp)
@@ -254,5 +258,12 @@ def ensure_tiny_encoder(cache_dir: str | Path | None = None) -> Path:
     folder = base / f"bamkd-tiny-v{TINY_VERSION}"
     if not (folder / "config.json").is_file():
         os.makedirs(base, exist_ok=True)
-        build_tiny_encoder(folder)
+        # Several processes may start at once (multi-process runs): each builds its own copy
+        # and the first rename wins; a folder already in place is never replaced.
+        tmp = base / f".{folder.name}.build{os.getpid()}"
+        build_tiny_encoder(tmp)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
     return folder

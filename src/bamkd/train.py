@@ -27,6 +27,7 @@ from bamkd.data import Encoded, ExampleStore, load_encoded
 from bamkd.errors import BamkdError, ConfigError
 from bamkd.evaluate import evaluate
 from bamkd.losses import classification_loss, gold_weight, regression_loss
+from bamkd.manifest import run_data_files, write_run_manifest
 from bamkd.model import MultiTaskModel, init_from, load_encoder, load_tokenizer
 from bamkd.optim import BertAdamW, lr_at, param_groups, set_lr
 from bamkd.progress import bars_enabled
@@ -292,12 +293,16 @@ def setup(cfg: RunConfig, *, resume: bool = False, trackers: list[str] | None = 
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             write_text(run_dir / CONFIG_NAME, cfg.to_yaml())
+            write_run_manifest(run_dir, cfg, run_data_files(cfg))
         specs = task_specs(cfg.data)
-        set_seed(cfg.train.seed)
         tokenizer = load_tokenizer(
             cfg.model.tokenizer or cfg.model.name_or_path, cfg.model.trust_remote_code
         )
-        encoder = load_encoder(cfg.model.name_or_path, cfg.model.trust_remote_code)
+        encoder = load_encoder(
+            cfg.model.name_or_path, cfg.model.trust_remote_code, cfg.model.encoder_dropout
+        )
+        # Seed after loading, so head initialisation and dropout never depend on what loading did.
+        set_seed(cfg.train.seed)
         model = MultiTaskModel(
             encoder,
             list(specs.values()),
