@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from bamkd.data import load_encoded, tokenizer_fingerprint
+from bamkd.devices import make_accelerator
 from bamkd.errors import BamkdError
 from bamkd.evaluate import evaluate, predict_outputs, to_predictions
 from bamkd.model import WEIGHTS_NAME, MultiTaskModel, load_tokenizer, model_folder
@@ -30,15 +31,13 @@ class LoadedRun:
     """A finished run's model, tokenizer, config and task specs, ready for inference."""
 
     def __init__(self, run_dir: str | Path, accelerator=None, mixed_precision: str | None = None):
-        from accelerate import Accelerator
-
         self.run_dir = Path(run_dir)
         self.cfg = load_run_config(self.run_dir)
         self.folder = model_folder(self.run_dir)
         self.model = MultiTaskModel.from_pretrained(self.folder, self.cfg.model.trust_remote_code)
         self.tokenizer = load_tokenizer(str(self.folder))
-        self.accelerator = accelerator or Accelerator(
-            mixed_precision=mixed_precision or self.cfg.train.mixed_precision
+        self.accelerator = accelerator or make_accelerator(
+            mixed_precision or self.cfg.train.mixed_precision
         )
         self.model.to(self.accelerator.device)
         self.specs = {t.name: t for t in self.model.tasks}

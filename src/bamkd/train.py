@@ -24,6 +24,7 @@ import torch
 from bamkd import checkpoint as ckpt
 from bamkd.config import RunConfig, from_dict, load_yaml
 from bamkd.data import Encoded, ExampleStore, load_encoded
+from bamkd.devices import make_accelerator
 from bamkd.errors import BamkdError, ConfigError
 from bamkd.evaluate import evaluate
 from bamkd.losses import classification_loss, gold_weight, regression_loss
@@ -145,14 +146,13 @@ def gold_weights(
 # --------------------------------------------------------------------------------------------
 
 
-def make_accelerator(cfg: RunConfig, trackers: list[str] | None = None):
-    from accelerate import Accelerator
+def _accelerator(cfg: RunConfig, trackers: list[str] | None = None):
     from accelerate.utils import DistributedDataParallelKwargs
 
     # Heads always run, but the pooler is unused with cls/mean pooling.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.model.pooling != "pooler")
-    return Accelerator(
-        mixed_precision=cfg.train.mixed_precision,
+    return make_accelerator(
+        cfg.train.mixed_precision,
         kwargs_handlers=[ddp],
         log_with=trackers or None,
         project_dir=cfg.output_dir,
@@ -286,7 +286,7 @@ def setup(cfg: RunConfig, *, resume: bool = False, trackers: list[str] | None = 
     from accelerate.utils import set_seed
 
     run_dir = Path(cfg.output_dir)
-    accelerator = make_accelerator(cfg, trackers)
+    accelerator = _accelerator(cfg, trackers)
     lock = RunLock(run_dir).acquire() if accelerator.is_main_process else None
     try:
         cfg = _check_run_folder(run_dir, cfg, resume)

@@ -1,0 +1,29 @@
+"""Which device to run on, and the Accelerator that manages it.
+
+Without a GPU-like device, accelerate must be told ``cpu=True`` or it silently ignores a torchrun
+process group and runs every process alone; with it, CPU processes join one gloo group.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def has_accelerator_device() -> bool:
+    """Whether a CUDA, XPU or MPS device exists."""
+    if torch.cuda.is_available():
+        return True
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and xpu.is_available():
+        return True
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def make_accelerator(mixed_precision: str = "no", **kwargs: Any):
+    """An ``accelerate.Accelerator`` that finds the process group on CPU-only machines too."""
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=not has_accelerator_device(), mixed_precision=mixed_precision, **kwargs)
