@@ -281,7 +281,7 @@ def main(argv=None) -> int:
                         "+".join(r["tasks"]),
                         f"{100 * r['truncated_fraction']:.1f}%",
                         r["mean_row_tokens"],
-                        r["epoch_padded_tokens"] / r["epoch_real_tokens"] - 1,
+                        f"{100 * (r['epoch_padded_tokens'] / r['epoch_real_tokens'] - 1):.1f}%",
                         r["median_step_s"],
                         r["epoch_s_est_tokens"] / 60,
                         r["peak_rss_mib"],
