@@ -79,6 +79,7 @@ def bamkd_worker(spec: dict) -> dict:
     setup_s = time.perf_counter() - t0
     res = C.bamkd_timed_fit(ctx, spec.get("steps"), keep_finish=bool(spec.get("epochs")))
     res["setup_s"] = setup_s
+    res["attn_implementation"] = getattr(ctx.raw_model.encoder.config, "_attn_implementation", None)
     if res.get("dev_metrics"):
         res["dev_metrics"] = res["dev_metrics"][spec["task"]]
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -131,6 +132,7 @@ def trainer_worker(spec: dict) -> dict:
         "examples_per_s": counts["rows"] / loop_s,
         "train_runtime_s": output.metrics.get("train_runtime"),
         "setup_s": setup_s,
+        "attn_implementation": getattr(model.config, "_attn_implementation", None),
         "dev_metrics": None,
     }
     if spec.get("epochs"):

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
+from bamkd.progress import progress_bar
 from bamkd.storage import atomic_path
 from bamkd.tasks import Example, TaskSpec, read_split
 from bamkd.tasks.readers import split_path
@@ -78,7 +79,8 @@ def encode_examples(
     ids_rows: list[list[int]] = []
     len_a: list[int] = []
     chunk = 4096
-    for start in range(0, len(examples), chunk):
+    starts = range(0, len(examples), chunk)
+    for start in progress_bar(starts, desc=f"tokenize {task}/{split}", unit="chunk"):
         enc = tokenizer(
             texts_a[start : start + chunk],
             texts_b[start : start + chunk] if texts_b is not None else None,

@@ -16,62 +16,16 @@ import yaml
 
 from bamkd.storage import write_text
 
-POSITIVE = ["good", "great", "nice", "best", "love", "enjoy", "fun", "happy", "fine"]
-NEGATIVE = ["bad", "terrible", "awful", "worst", "hate", "boring", "dull", "sad", "poor"]
-FILLER = [
-    "the",
-    "film",
-    "movie",
-    "story",
-    "plot",
-    "actor",
-    "music",
-    "book",
-    "food",
-    "place",
-    "service",
-    "staff",
-    "room",
-    "day",
-    "night",
-    "man",
-    "woman",
-    "child",
-    "people",
-    "dog",
-    "cat",
-    "car",
-    "house",
-    "city",
-    "world",
-    "time",
-    "year",
-    "team",
-    "game",
-    "work",
-    "play",
-]
-VERBS = [
-    "said",
-    "told",
-    "asked",
-    "went",
-    "came",
-    "made",
-    "took",
-    "gave",
-    "found",
-    "saw",
-    "knew",
-    "thought",
-    "wanted",
-    "looked",
-]
+POSITIVE = "good great nice best love enjoy fun happy fine".split()
+NEGATIVE = "bad terrible awful worst hate boring dull sad poor".split()
+FILLER = """
+the film movie story plot actor music book food place service staff room day night man
+woman child people dog cat car house city world time year team game work play
+""".split()
+VERBS = "said told asked went came made took gave found saw knew thought wanted looked".split()
 FLIP = {**dict(zip(POSITIVE, NEGATIVE)), **dict(zip(NEGATIVE, POSITIVE))}
 """Each opinion word and its opposite."""
 DEMO_WORDS = sorted(set(POSITIVE + NEGATIVE + FILLER + VERBS))
-
-SIZES = {"train": 0, "dev": 1, "test": 2}
 
 
 def _sentence(rng: random.Random, n: int) -> list[str]:
