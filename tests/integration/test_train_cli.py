@@ -58,6 +58,12 @@ def test_train_writes_a_complete_run_folder(demo_suite, tmp_path, capsys):
     assert train_lines[-1]["step"] == state["total_steps"]
     assert any("dev" in x for x in lines)
 
+    # `bamkd report` draws the training curves and writes a markdown summary.
+    assert main(["report", str(out)]) == 0
+    assert (out / "training.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| demo_rating |" in (out / "report.md").read_text()
+    capsys.readouterr()
+
     # `bamkd evaluate` recomputes the same dev metrics from the saved model.
     assert main(["evaluate", str(out), "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
