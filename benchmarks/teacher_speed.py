@@ -179,6 +179,7 @@ def trainer_worker(spec: dict) -> dict:
     task = bam.tasks_by_name[spec["task"]]
     tokenizer = AutoTokenizer.from_pretrained(model_folder(spec["run_dir"]))
     examples = read_split(task, "train", cfg.data.glue_dir, limit=cfg.data.train_limit)
+    originals = len(examples)
     if task.symmetric and spec["double"]:
         examples = list(examples) + swapped(examples)
     pad = spec["system"] == "trainer-default"
@@ -214,7 +215,7 @@ def trainer_worker(spec: dict) -> dict:
     }
     if spec["precision"] == "fp32":
         # Same weights, same inputs: the logits must agree with bamkd's.
-        n = min(128, len(feats))
+        n = min(128, originals)  # rows before the swapped copies, in file order
         enc = load_encoded(
             task,
             "train",
