@@ -23,7 +23,17 @@ def has_accelerator_device() -> bool:
 
 
 def make_accelerator(mixed_precision: str = "no", **kwargs: Any):
-    """An ``accelerate.Accelerator`` that finds the process group on CPU-only machines too."""
-    from accelerate import Accelerator
+    """An ``accelerate.Accelerator`` that finds the process group on CPU-only machines too.
 
+    Accelerate keeps its settings in a process-wide singleton and refuses a second Accelerator
+    with another precision. One process of ``bamkd run`` trains many runs (teachers in fp32,
+    students in bf16, say), so the precision part of that state is reset between runs; the
+    process group (PartialState) is kept.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    if state and str(state.get("_mixed_precision", mixed_precision)) != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(cpu=not has_accelerator_device(), mixed_precision=mixed_precision, **kwargs)
