@@ -471,14 +471,18 @@ def fit(ctx: Context) -> dict[str, dict[str, float]]:
                     )
                 loss, sums, counts = batch_loss(outputs, batch, ctx.tasks, lam)
                 acc.backward(loss * scale)
-            step_sums += sums
-            step_counts += counts
+            if scale:  # a stand-in row (scale 0) is not logged either
+                step_sums += sums
+                step_counts += counts
 
         grad_norm = acc.clip_grad_norm_(
             params, t.max_grad_norm if t.max_grad_norm > 0 else math.inf
         )
         grad_norm = float(grad_norm)
-        if not math.isfinite(grad_norm) or not torch.isfinite(step_sums).all():
+        # Under fp16 the grad scaler expects overflowing gradients now and then and skips those
+        # steps itself; only a non-finite loss is a fault there.
+        bad_grads = not math.isfinite(grad_norm) and t.mixed_precision != "fp16"
+        if bad_grads or not torch.isfinite(step_sums).all():
             bad = [n for n, s in zip(names, step_sums) if not torch.isfinite(s)] or names
             if t.on_nonfinite == "stop":
                 last = ckpt.list_checkpoints(ctx.run_dir)
