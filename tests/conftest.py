@@ -42,3 +42,26 @@ def tiny_encoder() -> Path:
     from bamkd.tiny import ensure_tiny_encoder
 
     return ensure_tiny_encoder()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(demo_suite, tmp_path_factory) -> Path:
+    """A tiny trained run: two classification tasks (single, pair) and one regression task."""
+    from bamkd.config import build_config
+    from bamkd.train import train
+
+    tasks = ["demo_sentiment", "demo_agreement", "demo_rating"]
+    out = tmp_path_factory.mktemp("tiny-run") / "run"
+    cfg = build_config(
+        "tiny",
+        [
+            f"data.task_files=[{','.join(demo_suite[t] for t in tasks)}]",
+            f"data.tasks=[{','.join(tasks)}]",
+            "data.train_limit=24",
+            "data.eval_limit=8",
+            "train.epochs=1",
+            f"output_dir={out}",
+        ],
+    )
+    train(cfg)
+    return out

@@ -19,25 +19,8 @@ TEXTS = ["the film was good and the music was great", "a dull , boring story", "
 
 
 @pytest.fixture(scope="module")
-def run_dir(demo_suite, tmp_path_factory) -> Path:
-    from bamkd.config import build_config
-    from bamkd.train import train
-
-    out = tmp_path_factory.mktemp("predict") / "run"
-    files = ",".join(demo_suite[t] for t in TASKS)
-    cfg = build_config(
-        "tiny",
-        [
-            f"data.task_files=[{files}]",
-            f"data.tasks=[{','.join(TASKS)}]",
-            "data.train_limit=24",
-            "data.eval_limit=8",
-            "train.epochs=1",
-            f"output_dir={out}",
-        ],
-    )
-    train(cfg)
-    return out
+def run_dir(tiny_run) -> Path:
+    return tiny_run
 
 
 @pytest.fixture(scope="module")
