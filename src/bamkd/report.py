@@ -349,7 +349,8 @@ def report_path(path: Path) -> list[str]:
 
 def write_run_report(run_dir: Path) -> list[str]:
     """training.png and report.md for one run."""
-    plot_training([(run_dir.name, run_dir)], run_dir / "training.png")
+    label = "/".join(run_dir.resolve().parts[-3:])  # e.g. single/mrpc/seed0
+    plot_training([(label, run_dir)], run_dir / "training.png")
     lines = [f"## Run {run_dir}", ""]
     if (run_dir / DEV_METRICS_NAME).is_file():
         metrics = read_json(run_dir / DEV_METRICS_NAME)
