@@ -43,3 +43,10 @@ def progress_bar(
             leave=False,
         )
     )
+
+
+def step_bar(total: int, initial: int, *, desc: str, main: bool = True):
+    """A manually updated bar (``bar.update(1)``), or None when bars are disabled."""
+    if not bars_enabled(main):
+        return None
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)

@@ -31,7 +31,7 @@ from bamkd.losses import classification_loss, gold_weight, regression_loss
 from bamkd.manifest import run_data_files, write_run_manifest
 from bamkd.model import MultiTaskModel, init_from, load_encoder, load_tokenizer
 from bamkd.optim import BertAdamW, lr_at, param_groups, set_lr
-from bamkd.progress import bars_enabled
+from bamkd.progress import step_bar
 from bamkd.runs import CONFIG_NAME, DEV_METRICS_NAME, MODEL_DIR, STATE_NAME, is_finished, task_specs
 from bamkd.sampling import BatchPlan, make_task_weighting, shard, split_micro
 from bamkd.storage import RunLock, read_json, write_json, write_text
@@ -442,7 +442,9 @@ def fit(ctx: Context) -> dict[str, dict[str, float]]:
     run_start = time.perf_counter() - ctx.state.elapsed_seconds
     batches, batches_epoch = None, -1
     model.train()
-    bar = _train_bar(ctx, main=acc.is_main_process)
+    bar = step_bar(
+        ctx.total_steps, ctx.state.step, desc="train", main=acc.is_main_process and t.progress
+    )
 
     for step in range(ctx.state.step, ctx.total_steps):
         epoch, index = divmod(step, plan.batches_per_epoch)
@@ -549,16 +551,6 @@ def fit(ctx: Context) -> dict[str, dict[str, float]]:
         bar.close()
     ctx.state.elapsed_seconds = time.perf_counter() - run_start
     return finish(ctx)
-
-
-def _train_bar(ctx: Context, main: bool):
-    if not (ctx.cfg.train.progress and bars_enabled(main)):
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=ctx.total_steps, initial=ctx.state.step, desc="train", unit="step", dynamic_ncols=True
-    )
 
 
 def _evaluate_and_log(ctx: Context, key: str) -> dict[str, dict[str, float]]:
