@@ -22,10 +22,29 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_GLUE = Path(__file__).resolve().parents[2] / "shared" / "glue"
 
 
+def _materialize_glue_fixtures() -> Path:
+    """The fixture GLUE folder, assembled in the session cache.
+
+    The AX rows are kept as tests/fixtures/ax_rows.tsv (our own invented rows) and placed at the
+    standard path diagnostic/diagnostic.tsv here, so no tracked file carries a shared GLUE name.
+    """
+    import shutil
+
+    folder = Path(_SESSION_CACHE) / "glue-fixtures"
+    shutil.copytree(FIXTURES / "glue", folder)
+    (folder / "diagnostic").mkdir()
+    shutil.copyfile(FIXTURES / "ax_rows.tsv", folder / "diagnostic" / "diagnostic.tsv")
+    return folder
+
+
+GLUE_FIXTURES = _materialize_glue_fixtures()
+os.environ["BAMKD_TEST_GLUE_FIXTURES"] = str(GLUE_FIXTURES)
+
+
 @pytest.fixture(scope="session")
 def glue_fixture_dir() -> Path:
     """A few rows per GLUE task in the real file layouts (written for these tests)."""
-    return FIXTURES / "glue"
+    return GLUE_FIXTURES
 
 
 @pytest.fixture(scope="session")

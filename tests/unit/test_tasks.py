@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -27,7 +28,8 @@ from bamkd.tasks import (
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-GLUE_DIR = FIXTURES / "glue"
+# Assembled by conftest.py from tests/fixtures/glue and tests/fixtures/ax_rows.tsv.
+GLUE_DIR = Path(os.environ["BAMKD_TEST_GLUE_FIXTURES"])
 CUSTOM_DIR = FIXTURES / "custom"
 
 ALL_GLUE_SPLITS = [(name, split) for name, spec in GLUE_TASKS.items() for split in spec.splits]
