@@ -102,6 +102,8 @@ class TrainConfig:
     sampling_temperature: float = 1.0
     seed: int = 0
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    fast_dropout: bool = True
+    """On CPU, draw dropout masks two per random number (bamkd.fast_dropout); same rates."""
     eval_batch_size: int = 128
     eval_every_epoch: bool = False
     """Also evaluate on dev after every epoch (the final evaluation always runs)."""

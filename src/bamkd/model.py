@@ -48,8 +48,13 @@ def resolve_model_path(name: str) -> str:
 
 
 DROPOUT_KEYS = (
-    "hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
-    "hidden_dropout", "attention_probs_dropout", "activation_dropout",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "dropout",
+    "attention_dropout",
+    "hidden_dropout",
+    "attention_probs_dropout",
+    "activation_dropout",
 )
 """Config attributes that hold dropout rates in the common encoder families."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -100,6 +101,7 @@ def teach(run_dir: str | Path, tasks: Sequence[str] | None = None, accelerator=N
     written = []
     for name in names:
         spec = run.specs[name]
+        started = time.perf_counter()
         enc = run.encode(
             spec,
             "train",
@@ -108,7 +110,9 @@ def teach(run_dir: str | Path, tasks: Sequence[str] | None = None, accelerator=N
         )
         out = run.outputs(enc, name, desc=f"teach {name}")
         if run.accelerator.is_main_process:
-            written.append(write_teacher_predictions(Path(run_dir), enc, out, spec.kind, manifest))
+            # Wall time of this task's predictions, kept so reports can add up compute.
+            timed = {**manifest, "seconds": round(time.perf_counter() - started, 3)}
+            written.append(write_teacher_predictions(Path(run_dir), enc, out, spec.kind, timed))
         run.accelerator.wait_for_everyone()
     return written
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bamkd.metrics import task_score
-from bamkd.runs import DEV_METRICS_NAME, is_finished
+from bamkd.runs import DEV_METRICS_NAME, is_finished, teaching_seconds, training_seconds
 from bamkd.stats import mann_whitney, summarize
 from bamkd.storage import atomic_path, read_json, write_text
 from bamkd.tracking import read_metrics
@@ -162,6 +162,7 @@ def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
     lines.append("")
     lines += _significance(scores, averages, tasks)
     lines += _pairs_table(exp, scores)
+    lines += _compute_table(runs)
     buf = io.StringIO()
     csv.writer(buf).writerows(rows_csv)
     write_text(out / "results.csv", buf.getvalue())
@@ -239,6 +240,40 @@ def _pairs_table(exp, scores) -> list[str]:
             lines.append(
                 f"| (all tasks: {LABELS[k]}) | {_cell(list(scores[k][target].values()))} |"
             )
+    lines.append("")
+    return lines
+
+
+def _compute_table(runs: Sequence[Any]) -> list[str]:
+    """Training and teacher-prediction wall time of the finished runs, per variant."""
+    per_variant: dict[str, list[float]] = defaultdict(list)
+    teach_s, untimed = 0.0, 0
+    for run in runs:
+        if not is_finished(run.folder):
+            continue
+        per_variant[run.variant].append(training_seconds(run.folder))
+        seconds, missing = teaching_seconds(run.folder)
+        teach_s += seconds
+        untimed += missing
+    if not per_variant:
+        return []
+    lines = [
+        "Compute (wall time of the training loops of finished runs, summed over sittings):",
+        "",
+        "| Variant | runs | minutes |",
+        "|---|---|---|",
+    ]
+    order = [v for v in TABLE_ORDER if v in per_variant]
+    order += sorted(v for v in per_variant if v not in order)
+    for v in order:
+        lines.append(
+            f"| {LABELS.get(v, v)} | {len(per_variant[v])} | {sum(per_variant[v]) / 60:.1f} |"
+        )
+    note = f" ({untimed} older files without a recorded time not counted)" if untimed else ""
+    lines.append(f"| teacher predictions{note} | | {teach_s / 60:.1f} |")
+    total = sum(sum(v) for v in per_variant.values()) + teach_s
+    count = sum(map(len, per_variant.values()))
+    lines.append(f"| **total** | {count} | **{total / 60:.1f}** ({total / 3600:.2f} h) |")
     lines.append("")
     return lines
 

@@ -39,6 +39,33 @@ def is_finished(run_dir: str | Path) -> bool:
         return False
 
 
+def training_seconds(run_dir: str | Path) -> float:
+    """Wall time of the run's training loop, summed over resumed sittings (0 if unknown)."""
+    try:
+        return float(read_json(Path(run_dir) / STATE_NAME).get("elapsed_seconds", 0.0))
+    except BamkdError:
+        return 0.0
+
+
+def teaching_seconds(run_dir: str | Path) -> tuple[float, int]:
+    """Wall time spent writing the run's teacher predictions, and how many files lack a time.
+
+    Files written before bamkd recorded the time have no ``seconds`` key; they are counted so a
+    report can say its total is a lower bound.
+    """
+    total, untimed = 0.0, 0
+    for path in sorted((Path(run_dir) / "teacher_predictions").glob("*.json")):
+        try:
+            seconds = read_json(path).get("seconds")
+        except BamkdError:
+            seconds = None
+        if seconds is None:
+            untimed += 1
+        else:
+            total += float(seconds)
+    return total, untimed
+
+
 def dev_metrics(run_dir: str | Path) -> dict[str, dict[str, float]]:
     return read_json(Path(run_dir) / DEV_METRICS_NAME)
 

@@ -27,6 +27,7 @@ from bamkd.data import Encoded, ExampleStore, load_encoded
 from bamkd.devices import make_accelerator
 from bamkd.errors import BamkdError, ConfigError
 from bamkd.evaluate import evaluate
+from bamkd.fast_dropout import install_fast_dropout
 from bamkd.losses import classification_loss, gold_weight, regression_loss
 from bamkd.manifest import run_data_files, write_run_manifest
 from bamkd.model import MultiTaskModel, init_from, load_encoder, load_tokenizer
@@ -312,6 +313,8 @@ def setup(cfg: RunConfig, *, resume: bool = False, trackers: list[str] | None = 
         )
         if cfg.model.init_from:
             init_from(model, cfg.model.init_from)
+        if cfg.train.fast_dropout and accelerator.device.type == "cpu":
+            install_fast_dropout(model)
 
         parts, eval_sets = _load_data(cfg, specs, tokenizer, accelerator)
         teacher = _teacher_arrays(cfg, specs, parts, accelerator)

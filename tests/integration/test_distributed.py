@@ -29,17 +29,33 @@ pytestmark = pytest.mark.skipif(
 def _args(demo_suite, out: Path) -> list[str]:
     tasks = ["demo_sentiment", "demo_rating", "demo_agreement"]
     return [
-        "train", "--config", "tiny",
+        "train",
+        "--config",
+        "tiny",
         f"data.task_files=[{','.join(demo_suite[t] for t in tasks)}]",
-        f"data.tasks=[{','.join(tasks)}]", "data.train_limit=40", "data.eval_limit=30",
-        "train.epochs=2", "train.batch_size=16", "model.dropout=0.0", "model.encoder_dropout=0.0",
+        f"data.tasks=[{','.join(tasks)}]",
+        "data.train_limit=40",
+        "data.eval_limit=30",
+        "train.epochs=2",
+        "train.batch_size=16",
+        "model.dropout=0.0",
+        "model.encoder_dropout=0.0",
         f"output_dir={out}",
     ]
 
 
 def _torchrun(*args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "bamkd.cli", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "bamkd.cli",
+        *args,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -17,12 +17,20 @@ from bamkd.train import NonFiniteLossError, train
 
 def _config(demo_suite, out, *extra):
     tasks = ["demo_sentiment", "demo_rating"]
-    return build_config("tiny", [
-        f"data.task_files=[{','.join(demo_suite[t] for t in tasks)}]",
-        f"data.tasks=[{','.join(tasks)}]", "data.train_limit=32", "data.eval_limit=16",
-        "train.epochs=2", "train.batch_size=16", "train.checkpoint_every=2",
-        f"output_dir={out}", *extra,
-    ])
+    return build_config(
+        "tiny",
+        [
+            f"data.task_files=[{','.join(demo_suite[t] for t in tasks)}]",
+            f"data.tasks=[{','.join(tasks)}]",
+            "data.train_limit=32",
+            "data.eval_limit=16",
+            "train.epochs=2",
+            "train.batch_size=16",
+            "train.checkpoint_every=2",
+            f"output_dir={out}",
+            *extra,
+        ],
+    )
 
 
 @pytest.fixture

@@ -60,6 +60,7 @@ def test_full_pipeline_then_rerun_skips_everything(tmp_path, glue_fixture_dir):
     assert mrpc.outputs.shape[1] == 2
     manifest = json.loads((runs / "single/mrpc/seed0/teacher_predictions/mrpc.json").read_text())
     assert manifest["num_examples"] == 2 * rows and manifest["kind"] == "classification"
+    assert manifest["seconds"] > 0
     stsb = read_teacher_predictions(runs / "single/stsb/seed0", "stsb")
     assert stsb.manifest["kind"] == "regression" and stsb.outputs.shape[1] == 1
 
@@ -79,6 +80,23 @@ def test_full_pipeline_then_rerun_skips_everything(tmp_path, glue_fixture_dir):
     for row in ("| Single |", "| Multi |", "| Single->Multi (BAM) |"):
         assert row in report
     assert "Mann-Whitney" in report
+    # Compute: one row per variant with its run count, and a total that adds up the runs'
+    # recorded training-loop times and the teachers' prediction times.
+    assert "| Single | 3 |" in report and "| Multi | 1 |" in report
+    assert "older files" not in report
+    trained_s = sum(
+        json.loads((runs / r / "trainer_state.json").read_text())["elapsed_seconds"]
+        for r in result.trained
+    )
+    taught_s = sum(
+        json.loads(p.read_text())["seconds"]
+        for p in runs.glob("single/*/seed0/teacher_predictions/*.json")
+    )
+    total_row = next(x for x in report.splitlines() if x.startswith("| **total** |"))
+    assert total_row == (
+        f"| **total** | 5 | **{(trained_s + taught_s) / 60:.1f}** "
+        f"({(trained_s + taught_s) / 3600:.2f} h) |"
+    )
     csv_text = (out / "report" / "results.csv").read_text()
     assert "bam,avg," in csv_text and "single,rte," in csv_text
     for png in ("scores.png", "training.png"):
