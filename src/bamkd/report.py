@@ -366,8 +366,8 @@ def plot_training(runs: Sequence[tuple[str, Path]], path: Path) -> None:
 
 
 def report_path(path: Path) -> list[str]:
-    """Report on an experiment folder (has runs/plan.json) or a run folder."""
-    plan_file = path / "runs" / "plan.json"
+    """Report on an experiment folder (has plan.json, written by ``bamkd run``) or a run folder."""
+    plan_file = path / "plan.json"
     if plan_file.is_file():
         from types import SimpleNamespace
 
@@ -379,7 +379,7 @@ def report_path(path: Path) -> list[str]:
         return write_run_report(path)
     from bamkd.errors import BamkdError
 
-    raise BamkdError(f"{path} is neither an experiment folder (runs/plan.json) nor a run folder")
+    raise BamkdError(f"{path} is neither an experiment folder (plan.json) nor a run folder")
 
 
 def write_run_report(run_dir: Path) -> list[str]:

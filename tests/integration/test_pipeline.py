@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from bamkd.cli import main
 from bamkd.pipeline import load_experiment, run_experiment
 from bamkd.teachers import read_teacher_predictions
 
@@ -115,3 +116,8 @@ def test_full_pipeline_then_rerun_skips_everything(tmp_path, glue_fixture_dir):
     # A second run of the same experiment trains nothing.
     again = run_experiment(load_experiment(tmp_path / "experiment.yaml"))
     assert again.trained == [] and len(again.skipped) == 5
+
+    # `bamkd report` on the experiment folder rebuilds the same report from plan.json.
+    (out / "report" / "results.md").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report" / "results.md").read_text() == report
