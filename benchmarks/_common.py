@@ -615,7 +615,15 @@ def hf_dev_metrics(trainer, spec, dev_features, dev_examples) -> dict[str, float
 
     from bamkd.metrics import evaluate_task_metrics
 
-    out = trainer.predict(dev_features)
+    # With group_by_length the Trainer also length-groups its *evaluation* sampler
+    # (Trainer._get_eval_sampler), so predict() returns rows in a shuffled order. Evaluate
+    # in dataset order, or every metric compares predictions with the wrong labels.
+    strategy = trainer.args.train_sampling_strategy
+    trainer.args.train_sampling_strategy = "random"
+    try:
+        out = trainer.predict(dev_features)
+    finally:
+        trainer.args.train_sampling_strategy = strategy
     logits = out.predictions
     if spec.kind == "classification":
         preds = np.asarray(logits).argmax(-1)
