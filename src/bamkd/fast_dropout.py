@@ -18,6 +18,7 @@ is already fast; bamkd installs this on CPU runs only.
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 from torch import nn
@@ -34,9 +35,7 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
     """Boolean mask, True with probability 1 - p (to within 2^-32), from the global generator."""
     if p >= 1.0:  # the threshold 2^31 would not fit the int32 comparison
         return torch.zeros(shape, dtype=torch.bool, device=device)
-    numel = 1
-    for size in shape:
-        numel *= size
+    numel = math.prod(shape)
     draws = torch.randint(
         -(2**63), 2**63 - 1, ((numel + 1) // 2,), dtype=torch.int64, device=device
     )

@@ -19,7 +19,7 @@ import yaml
 
 from bamkd.config import RunConfig, from_dict, load_yaml, resolve_paths
 from bamkd.errors import BamkdError, ConfigError
-from bamkd.runs import is_finished
+from bamkd.runs import PLAN_NAME, is_finished
 from bamkd.storage import write_text
 
 log = logging.getLogger(__name__)
@@ -442,7 +442,7 @@ def _write_plan(root: Path, exp: Experiment, runs: list[PlannedRun]) -> None:
     from bamkd.storage import write_json
 
     write_json(
-        root / "plan.json",
+        root / PLAN_NAME,
         {
             "experiment": {
                 k: v

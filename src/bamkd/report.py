@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bamkd.metrics import task_score
-from bamkd.runs import DEV_METRICS_NAME, is_finished, teaching_seconds, training_seconds
+from bamkd.runs import DEV_METRICS_NAME, PLAN_NAME, is_finished, training_seconds
 from bamkd.stats import mann_whitney, summarize
 from bamkd.storage import atomic_path, read_json, write_text
 from bamkd.tracking import read_metrics
@@ -246,13 +246,15 @@ def _pairs_table(exp, scores) -> list[str]:
 
 def _compute_table(runs: Sequence[Any]) -> list[str]:
     """Training and teacher-prediction wall time of the finished runs, per variant."""
+    from bamkd.teachers import prediction_seconds  # imports torch; reports need it only here
+
     per_variant: dict[str, list[float]] = defaultdict(list)
     teach_s, untimed = 0.0, 0
     for run in runs:
         if not is_finished(run.folder):
             continue
         per_variant[run.variant].append(training_seconds(run.folder))
-        seconds, missing = teaching_seconds(run.folder)
+        seconds, missing = prediction_seconds(Path(run.folder))
         teach_s += seconds
         untimed += missing
     if not per_variant:
@@ -367,7 +369,7 @@ def plot_training(runs: Sequence[tuple[str, Path]], path: Path) -> None:
 
 def report_path(path: Path) -> list[str]:
     """Report on an experiment folder (has plan.json, written by ``bamkd run``) or a run folder."""
-    plan_file = path / "plan.json"
+    plan_file = path / PLAN_NAME
     if plan_file.is_file():
         from types import SimpleNamespace
 

@@ -19,6 +19,8 @@ CONFIG_NAME = "config.yaml"
 STATE_NAME = "trainer_state.json"
 DEV_METRICS_NAME = "dev_metrics.json"
 MODEL_DIR = "model"
+PLAN_NAME = "plan.json"
+"""Written by ``bamkd run`` at the top of an experiment folder; ``bamkd report`` reads it."""
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:
@@ -45,25 +47,6 @@ def training_seconds(run_dir: str | Path) -> float:
         return float(read_json(Path(run_dir) / STATE_NAME).get("elapsed_seconds", 0.0))
     except BamkdError:
         return 0.0
-
-
-def teaching_seconds(run_dir: str | Path) -> tuple[float, int]:
-    """Wall time spent writing the run's teacher predictions, and how many files lack a time.
-
-    Files written before bamkd recorded the time have no ``seconds`` key; they are counted so a
-    report can say its total is a lower bound.
-    """
-    total, untimed = 0.0, 0
-    for path in sorted((Path(run_dir) / "teacher_predictions").glob("*.json")):
-        try:
-            seconds = read_json(path).get("seconds")
-        except BamkdError:
-            seconds = None
-        if seconds is None:
-            untimed += 1
-        else:
-            total += float(seconds)
-    return total, untimed
 
 
 def dev_metrics(run_dir: str | Path) -> dict[str, dict[str, float]]:

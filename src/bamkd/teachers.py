@@ -20,9 +20,9 @@ from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 from bamkd.data import Encoded
-from bamkd.errors import DataError
+from bamkd.errors import BamkdError, DataError
 from bamkd.losses import teacher_probs
-from bamkd.storage import atomic_path, write_json
+from bamkd.storage import atomic_path, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,25 @@ FORMAT_VERSION = 1
 
 def predictions_path(run_dir: Path, task: str) -> Path:
     return Path(run_dir) / TEACHER_DIR / f"{task}.safetensors"
+
+
+def prediction_seconds(run_dir: Path) -> tuple[float, int]:
+    """Wall time spent writing the run's teacher predictions, and how many files lack a time.
+
+    Files written before bamkd recorded the time have no ``seconds`` key; they are counted so a
+    report can say its total is a lower bound.
+    """
+    total, untimed = 0.0, 0
+    for path in sorted((Path(run_dir) / TEACHER_DIR).glob("*.json")):
+        try:
+            seconds = read_json(path).get("seconds")
+        except BamkdError:
+            seconds = None
+        if seconds is None:
+            untimed += 1
+        else:
+            total += float(seconds)
+    return total, untimed
 
 
 def data_fingerprint(enc: Encoded) -> str:
