@@ -415,7 +415,7 @@ def run_experiment(
     if dry_run:
         lines = [f"{'done' if is_finished(r.folder) else 'todo'}  {r.id}" for r in runs]
         return ExperimentResult(exp, runs, [], [], 0.0, ["plan:", *lines])
-    _write_plan(root, exp, runs)
+    _write_plan(root, exp, runs)  # before training: a stopped sitting still leaves its plan
     for i, run in enumerate(runs, 1):
         if is_finished(run.folder):
             skipped.append(run.id)
@@ -430,39 +430,57 @@ def run_experiment(
                 "finished runs are kept and this one resumes from its last checkpoint."
             ) from None
         trained.append(run.id)
-    from bamkd.report import write_experiment_report
+    from bamkd.report import report_path
 
-    report_lines = write_experiment_report(exp, runs)
+    report_lines = report_path(root)
     if exp.submit:
         report_lines += _write_submissions(exp, runs)
     return ExperimentResult(exp, runs, trained, skipped, time.perf_counter() - start, report_lines)
 
 
 def _write_plan(root: Path, exp: Experiment, runs: list[PlannedRun]) -> None:
-    from bamkd.storage import write_json
+    """Record this sitting's runs in plan.json, keeping the runs earlier sittings planned.
 
-    write_json(
-        root / PLAN_NAME,
+    A long study is run in pieces (``--only``, ``seeds=[0]`` for the smaller studies), and the
+    report reads plan.json, so a sitting that planned fewer runs must not drop the others.
+    """
+    from bamkd.storage import read_json, write_json
+
+    entries = [
         {
-            "experiment": {
-                k: v
-                for k, v in exp.__dict__.items()
-                if k in ("name", "output_dir", "tasks", "seeds", "variants", "pairs_target")
-            },
-            "source": exp.source,
-            "runs": [
-                {
-                    "id": r.id,
-                    "variant": r.variant,
-                    "tasks": r.tasks,
-                    "seed": r.seed,
-                    "deps": r.deps,
-                    "folder": str(r.folder),
-                }
-                for r in runs
-            ],
-        },
-    )
+            "id": r.id,
+            "variant": r.variant,
+            "tasks": r.tasks,
+            "seed": r.seed,
+            "deps": r.deps,
+            "folder": str(r.folder),
+        }
+        for r in runs
+    ]
+    summary = {
+        "name": exp.name,
+        "output_dir": exp.output_dir,
+        "tasks": list(exp.tasks),
+        "seeds": list(exp.seeds),
+        "variants": list(exp.variants),
+        "pairs_target": exp.pairs_target,
+    }
+    path = root / PLAN_NAME
+    if path.is_file():
+        earlier = read_json(path)
+        planned_now = {e["id"] for e in entries}
+        kept = [e for e in earlier.get("runs", []) if e.get("id") not in planned_now]
+        if kept:
+            log.info("plan.json: keeping %d runs planned by earlier sittings", len(kept))
+        entries += kept
+        before = earlier.get("experiment", {})
+        summary["tasks"] += [t for t in before.get("tasks", []) if t not in summary["tasks"]]
+        summary["seeds"] = sorted(set(summary["seeds"]) | set(before.get("seeds", [])))
+        summary["variants"] += [
+            v for v in before.get("variants", []) if v not in summary["variants"]
+        ]
+        summary["pairs_target"] = summary["pairs_target"] or before.get("pairs_target")
+    write_json(path, {"experiment": summary, "source": exp.source, "runs": entries})
 
 
 def _write_submissions(exp: Experiment, runs: list[PlannedRun]) -> list[str]:

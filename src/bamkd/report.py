@@ -129,7 +129,7 @@ def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
     variants = [v for v in TABLE_ORDER if v in scores]
     averages = {v: seed_averages(scores[v], tasks) for v in variants}
 
-    header = ["Model", "Avg", *tasks]
+    header = ["Model", "seeds", "Avg", *tasks]
     lines = [
         f"## {exp.name}: dev scores (median over seeds ± std, x100)",
         "",
@@ -140,7 +140,8 @@ def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
         ["variant", "task", "n", "median", "mean", "std", "min", "max", "seeds"]
     ]
     for v in variants:
-        cells = [LABELS.get(v, v), _cell(list(averages[v].values()))]
+        seeds = sorted({seed for by_seed in scores[v].values() for seed in by_seed})
+        cells = [LABELS.get(v, v), str(len(seeds)), _cell(list(averages[v].values()))]
         cells += [_cell(list(scores[v].get(t, {}).values())) for t in tasks]
         lines.append("| " + " | ".join(cells) + " |")
         for task, by_seed in [("avg", averages[v]), *[(t, scores[v].get(t, {})) for t in tasks]]:

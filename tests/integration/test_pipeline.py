@@ -78,7 +78,7 @@ def test_full_pipeline_then_rerun_skips_everything(tmp_path, glue_fixture_dir):
 
     # Report: the paper-style table, significance section, CSV and plots.
     report = (out / "report" / "results.md").read_text()
-    for row in ("| Single |", "| Multi |", "| Single->Multi (BAM) |"):
+    for row in ("| Single | 1 |", "| Multi | 1 |", "| Single->Multi (BAM) | 1 |"):
         assert row in report
     assert "Mann-Whitney" in report
     # Compute: one row per variant with its run count, and a total that adds up the runs'
@@ -121,3 +121,25 @@ def test_full_pipeline_then_rerun_skips_everything(tmp_path, glue_fixture_dir):
     (out / "report" / "results.md").unlink()
     assert main(["report", str(out)]) == 0
     assert (out / "report" / "results.md").read_text() == report
+
+
+def test_a_later_sitting_with_other_seeds_keeps_the_earlier_runs_in_the_report(
+    tmp_path, glue_fixture_dir
+):
+    """A study run in pieces (the smaller studies on fewer seeds) reports every finished run."""
+    path = _experiment(tmp_path, glue_fixture_dir)
+    spec = yaml.safe_load(path.read_text())
+    spec.update(tasks=["rte"], variants=["single"], submit=[])
+    path.write_text(yaml.safe_dump(spec))
+    first = run_experiment(load_experiment(path))
+    assert first.trained == ["single/rte/seed0"]
+    second = run_experiment(load_experiment(path, ["seeds=[1]"]))
+    assert second.trained == ["single/rte/seed1"]
+
+    out = tmp_path / "out"
+    plan = json.loads((out / "plan.json").read_text())
+    assert sorted(r["id"] for r in plan["runs"]) == ["single/rte/seed0", "single/rte/seed1"]
+    assert plan["experiment"]["seeds"] == [0, 1]
+    report = (out / "report" / "results.md").read_text()
+    assert "| Single | 2 |" in report  # both seeds in the table, not only this sitting's
+    assert "single,rte,2," in (out / "report" / "results.csv").read_text()
