@@ -193,18 +193,24 @@ def peak_rss_mib() -> float | None:
 
 
 def run_worker(
-    script: str | Path, spec: dict[str, Any], *, timeout: float | None = None, quiet: bool = True
+    script: str | Path,
+    spec: dict[str, Any],
+    *,
+    timeout: float | None = None,
+    quiet: bool = True,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run ``script --worker SPEC --result OUT`` in a fresh process; return its JSON result.
 
     The child's own peak RSS (``peak_rss_mib``, read inside it) is in the result; the parent adds
     ``child_maxrss_mib`` from ``wait4`` (the same high-water mark, measured by the kernel) and
-    ``process_wall_s`` (start to exit, model loading included).
+    ``process_wall_s`` (start to exit, model loading included). ``env`` adds to the child's
+    environment.
     """
     with tempfile.TemporaryDirectory(prefix="bamkd-bench-") as tmp:
         spec_path, out_path, log_path = (Path(tmp) / n for n in ("spec.json", "out.json", "log"))
         spec_path.write_text(json.dumps(spec))
-        env = {**os.environ, **CHILD_ENV}
+        env = {**os.environ, **CHILD_ENV, **(env or {})}
         cmd = [sys.executable, str(script), "--worker", str(spec_path), "--result", str(out_path)]
         start = time.perf_counter()
         with open(log_path, "w") as log:

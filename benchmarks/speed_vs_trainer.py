@@ -66,6 +66,7 @@ def bamkd_worker(spec: dict) -> dict:
     ]
     if spec.get("epochs"):
         extra.append(f"train.epochs={spec['epochs']}")
+    extra += spec.get("extra", [])
     cfg = C.bamkd_config(
         [spec["task"]],
         run_dir,

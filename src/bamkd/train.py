@@ -28,6 +28,7 @@ from bamkd.devices import make_accelerator
 from bamkd.errors import BamkdError, ConfigError
 from bamkd.evaluate import evaluate
 from bamkd.fast_dropout import install_fast_dropout
+from bamkd.heap import set_mmap_threshold
 from bamkd.losses import classification_loss, gold_weight, regression_loss
 from bamkd.manifest import run_data_files, write_run_manifest
 from bamkd.model import MultiTaskModel, init_from, load_encoder, load_tokenizer
@@ -315,6 +316,8 @@ def setup(cfg: RunConfig, *, resume: bool = False, trackers: list[str] | None = 
             init_from(model, cfg.model.init_from)
         if cfg.train.fast_dropout and accelerator.device.type == "cpu":
             install_fast_dropout(model)
+        if accelerator.device.type == "cpu":
+            set_mmap_threshold(cfg.train.malloc_mmap_threshold_mib)
 
         parts, eval_sets = _load_data(cfg, specs, tokenizer, accelerator)
         teacher = _teacher_arrays(cfg, specs, parts, accelerator)
