@@ -17,6 +17,7 @@ from typing import Any
 
 from bamkd import __version__
 from bamkd.errors import BamkdError
+from bamkd.stop import TrainingStopped
 
 log = logging.getLogger("bamkd")
 
@@ -254,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         return args.func(args)
+    except TrainingStopped as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.exit_status
     except BamkdError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ import yaml
 from bamkd.config import RunConfig, from_dict, load_yaml, resolve_paths
 from bamkd.errors import BamkdError, ConfigError
 from bamkd.runs import PLAN_NAME, is_finished
+from bamkd.stop import TrainingStopped
 from bamkd.storage import write_text
 
 log = logging.getLogger(__name__)
@@ -424,6 +425,16 @@ def run_experiment(
         cfg = from_dict(RunConfig, copy.deepcopy(run.config))
         try:
             train(cfg, resume=True)
+        except TrainingStopped as exc:
+            raise TrainingStopped(
+                exc.signum,
+                exc.step,
+                exc.total_steps,
+                exc.checkpoint,
+                run=run.id,
+                how_to_continue="Run the same bamkd run command to continue; finished runs are "
+                "kept and this one resumes from the checkpoint.",
+            ) from None
         except BamkdError as exc:
             raise BamkdError(
                 f"run {run.id} failed: {exc}\nFix the cause and run the same command again; "

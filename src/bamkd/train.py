@@ -36,6 +36,7 @@ from bamkd.optim import BertAdamW, lr_at, param_groups, set_lr
 from bamkd.progress import step_bar
 from bamkd.runs import CONFIG_NAME, DEV_METRICS_NAME, MODEL_DIR, STATE_NAME, is_finished, task_specs
 from bamkd.sampling import BatchPlan, make_task_weighting, shard, split_micro
+from bamkd.stop import StopRequests, TrainingStopped
 from bamkd.storage import RunLock, read_json, write_json, write_text
 from bamkd.tasks import TaskSpec
 from bamkd.teachers import read_teacher_predictions, teacher_targets
@@ -436,7 +437,17 @@ def _flat_config(cfg: RunConfig) -> dict:
 
 
 def fit(ctx: Context) -> dict[str, dict[str, float]]:
-    """Train from ``ctx.state.step`` to the end, then save and evaluate. Returns dev metrics."""
+    """Train from ``ctx.state.step`` to the end, then save and evaluate. Returns dev metrics.
+
+    SIGTERM or Ctrl-C during training writes a checkpoint after the current step and raises
+    :class:`TrainingStopped` (bamkd.stop).
+    """
+    with StopRequests() as stop:
+        _train_steps(ctx, stop)
+    return finish(ctx)
+
+
+def _train_steps(ctx: Context, stop: StopRequests) -> None:
     cfg, acc, t = ctx.cfg, ctx.accelerator, ctx.cfg.train
     model, optimizer, plan, store = ctx.model, ctx.optimizer, ctx.plan, ctx.store
     rank, world = acc.process_index, acc.num_processes
@@ -545,18 +556,35 @@ def fit(ctx: Context) -> dict[str, dict[str, float]]:
         at_epoch_end = ctx.state.step % plan.batches_per_epoch == 0
         if t.eval_every_epoch and at_epoch_end and ctx.state.step < ctx.total_steps:
             _evaluate_and_log(ctx, "eval")
-        if (
-            t.checkpoint_every
-            and ctx.state.step % t.checkpoint_every == 0
-            and ctx.state.step < ctx.total_steps
-        ):
+        if ctx.state.step == ctx.total_steps:
+            break  # the final save comes next; a stop asked for now is served by finishing
+        periodic = t.checkpoint_every and ctx.state.step % t.checkpoint_every == 0
+        stopping = _stop_agreed(acc, stop)
+        if periodic or stopping:
             ctx.state.elapsed_seconds = time.perf_counter() - run_start
             save(ctx)
+        if stopping:
+            if bar is not None:
+                bar.close()
+            _raise_stopped(ctx, stopping)
 
     if bar is not None:
         bar.close()
     ctx.state.elapsed_seconds = time.perf_counter() - run_start
-    return finish(ctx)
+
+
+def _stop_agreed(acc, stop: StopRequests) -> int:
+    """The signal that asked this or any other process to stop (0: none). Every process calls
+    this after every step, so all stop after the same one."""
+    if acc.num_processes == 1:
+        return stop.signum or 0
+    flag = torch.tensor([float(stop.signum or 0)], device=acc.device)
+    return int(acc.reduce(flag, "max").item())
+
+
+def _raise_stopped(ctx: Context, signum: int) -> None:
+    folder = ckpt.checkpoint_dir(ctx.run_dir, ctx.state.step)
+    raise TrainingStopped(signum, ctx.state.step, ctx.total_steps, folder)
 
 
 def _evaluate_and_log(ctx: Context, key: str) -> dict[str, dict[str, float]]:

@@ -44,22 +44,52 @@ def _args(demo_suite, out: Path) -> list[str]:
     ]
 
 
-def _torchrun(*args: str) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "bamkd.cli",
-        *args,
-    ]
+def _torchrun(*args: str, script: Path | None = None, check: bool = True):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += [str(script)] if script else ["-m", "bamkd.cli"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
+
+
+# Process 0 alone receives SIGTERM, in the forward pass of step index 4.
+SIGNAL_RANK_0 = """
+import os, signal, sys
+from bamkd.cli import main
+from bamkd.model import MultiTaskModel
+
+if os.environ["RANK"] == "0":
+    original, calls = MultiTaskModel.forward, [0]
+    def patched(self, *a, **k):
+        calls[0] += 1
+        if calls[0] == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, *a, **k)
+    MultiTaskModel.forward = patched
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_stop_request_to_one_process_stops_both_after_the_same_step(demo_suite, tmp_path):
+    out = tmp_path / "run"
+    script = tmp_path / "signal_rank_0.py"
+    script.write_text(SIGNAL_RANK_0)
+    proc = _torchrun(*_args(demo_suite, out), script=script, check=False)
+    assert proc.returncode != 0
+    # Both processes report the same stop (the other one did not receive the signal itself).
+    assert proc.stderr.count("stopped by SIGTERM after step 5 of") == 2, proc.stderr[-3000:]
+    from bamkd.checkpoint import latest_checkpoint
+
+    found = latest_checkpoint(out)
+    assert found is not None and found.state.step == 5
+    assert len(list(found.folder.glob("rng-rank*.safetensors"))) == 2
+    assert not (out / "model").exists()
+
+    _torchrun(*_args(demo_suite, out), "--resume")
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["finished"] and state["world_size"] == 2
 
 
 def test_two_processes_train_evaluate_and_teach_like_one(demo_suite, tmp_path, capsys):

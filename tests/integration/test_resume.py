@@ -1,6 +1,6 @@
 """Exact resume: a run killed with SIGKILL (after a checkpoint, in the middle of a step, or in
-the middle of writing a checkpoint) and resumed ends with the same weights and the same logged
-losses as a run that was never interrupted (CPU, fp32)."""
+the middle of writing a checkpoint), or asked to stop with SIGTERM or Ctrl-C, and resumed ends
+with the same weights and the same logged losses as a run that was never interrupted (CPU, fp32)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,16 @@ KILLER = textwrap.dedent(
                 die()
             return original(tensors, path, metadata=metadata)
         ck.save_file = patched
+    elif mode in ("SIGTERM", "SIGINT"):  # asked to stop, as a scheduler or Ctrl-C does
+        from bamkd.model import MultiTaskModel
+        original = MultiTaskModel.forward
+        calls = [0]
+        def patched(self, *a, **k):
+            calls[0] += 1
+            if calls[0] == n:
+                os.kill(os.getpid(), getattr(signal, mode))
+            return original(self, *a, **k)
+        MultiTaskModel.forward = patched
     elif mode == "mid_step":
         from bamkd.model import MultiTaskModel
         original = MultiTaskModel.forward
@@ -131,6 +141,36 @@ def test_killed_run_resumes_to_identical_weights(demo_suite, tmp_path, reference
     assert json.loads((out / "dev_metrics.json").read_text()) == json.loads(
         (reference / "dev_metrics.json").read_text()
     )
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_stop_request_checkpoints_the_current_step_and_resumes_exactly(
+    demo_suite, tmp_path, reference, signame
+):
+    out = tmp_path / "run"
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    args = ["train", "--config", "tiny", *_overrides(demo_suite, out)]
+    # The signal arrives in the forward pass of step index 10; checkpoints are every 3 steps.
+    proc = subprocess.run(
+        [sys.executable, str(script), signame, "11", *args],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=300,
+    )
+    signum = getattr(signal, signame)
+    assert proc.returncode == 128 + signum, proc.stderr[-2000:]
+    assert f"stopped by {signame} after step 11 of" in proc.stderr
+    assert "--resume" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (out / "model").exists()
+    assert latest_checkpoint(out).state.step == 11  # the step it was in, not the last periodic one
+
+    train(build_config("tiny", _overrides(demo_suite, out)), resume=True)
+    expected = load_file(str(reference / "model" / "bamkd_model.safetensors"))
+    got = load_file(str(out / "model" / "bamkd_model.safetensors"))
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert _losses(out) == _losses(reference)
 
 
 def test_damaged_latest_checkpoint_is_named_and_skipped(demo_suite, tmp_path, reference, caplog):
