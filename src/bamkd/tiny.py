@@ -48,6 +48,7 @@ def build_tiny_encoder(
 ) -> Path:
     """Write a tiny BERT (config, random weights, tokenizer) to ``folder``."""
     import torch
+    from safetensors.torch import save_file
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     from bamkd.demo import DEMO_WORDS
@@ -69,7 +70,11 @@ def build_tiny_encoder(
         model = BertModel(config)
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
-        model.save_pretrained(tmp)
+        # Not model.save_pretrained: once torch.distributed is up, transformers writes weights on
+        # rank 0 only, and any process of a multi-process run may be the one building this folder.
+        config.save_pretrained(tmp)
+        weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         tokenizer.save_pretrained(tmp)
     return folder
 
