@@ -46,24 +46,15 @@ KILLER = textwrap.dedent(
                 die()
             return original(tensors, path, metadata=metadata)
         ck.save_file = patched
-    elif mode in ("SIGTERM", "SIGINT"):  # asked to stop, as a scheduler or Ctrl-C does
+    elif mode in ("mid_step", "SIGTERM", "SIGINT"):
+        # In the n-th forward pass: killed, or asked to stop as a scheduler or Ctrl-C does.
         from bamkd.model import MultiTaskModel
         original = MultiTaskModel.forward
         calls = [0]
         def patched(self, *a, **k):
             calls[0] += 1
             if calls[0] == n:
-                os.kill(os.getpid(), getattr(signal, mode))
-            return original(self, *a, **k)
-        MultiTaskModel.forward = patched
-    elif mode == "mid_step":
-        from bamkd.model import MultiTaskModel
-        original = MultiTaskModel.forward
-        calls = [0]
-        def patched(self, *a, **k):
-            calls[0] += 1
-            if calls[0] == n:
-                die()
+                die() if mode == "mid_step" else os.kill(os.getpid(), getattr(signal, mode))
             return original(self, *a, **k)
         MultiTaskModel.forward = patched
     from bamkd.cli import main
