@@ -52,6 +52,8 @@ LABELS = {
     "bam_no_anneal": "BAM, no teacher annealing",
     "bam_no_layerwise": "BAM, no layer-wise LR",
     "bam_no_weighting": "BAM, no task weighting",
+    "pairs_multi": "Multi on the pair",
+    "pairs_bam": "BAM on the pair",
 }
 
 
@@ -286,7 +288,9 @@ def _plot_scores(scores, averages, tasks, variants, path: Path) -> None:
     import numpy as np
 
     groups = ["Avg", *tasks]
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(groups) * max(1, len(variants)) / 2), 4))
+    # Wide enough for the bars, but no wider than a screen (the full study has 10+ variants).
+    width_in = min(16, max(6, 1.3 * len(groups) * max(1, len(variants)) / 2))
+    fig, ax = plt.subplots(figsize=(width_in, 4.5))
     width = 0.8 / len(variants)
     x = np.arange(len(groups))
     for i, v in enumerate(variants):
