@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 import yaml
 
 from bamkd.errors import ConfigError
+from bamkd.heap import MAX_MMAP_THRESHOLD_MIB
 
 
 @dataclass
@@ -183,10 +184,10 @@ class RunConfig:
             raise ConfigError(f"train.warmup_fraction={t.warmup_fraction} must be in [0, 1)")
         if not 0.0 < t.layerwise_decay <= 1.0:
             raise ConfigError(f"train.layerwise_decay={t.layerwise_decay} must be in (0, 1]")
-        if not 0 <= t.malloc_mmap_threshold_mib <= 32:
+        if not 0 <= t.malloc_mmap_threshold_mib <= MAX_MMAP_THRESHOLD_MIB:
             raise ConfigError(
                 f"train.malloc_mmap_threshold_mib={t.malloc_mmap_threshold_mib} must be 0 (off) "
-                "to 32, the most glibc accepts"
+                f"to {MAX_MMAP_THRESHOLD_MIB}, the most glibc accepts"
             )
         if not 0.0 <= self.distill.weight <= 1.0:
             raise ConfigError(f"distill.weight={self.distill.weight} must be in [0, 1]")

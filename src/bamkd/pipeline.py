@@ -425,16 +425,8 @@ def run_experiment(
         cfg = from_dict(RunConfig, copy.deepcopy(run.config))
         try:
             train(cfg, resume=True)
-        except TrainingStopped as exc:
-            raise TrainingStopped(
-                exc.signum,
-                exc.step,
-                exc.total_steps,
-                exc.checkpoint,
-                run=run.id,
-                how_to_continue="Run the same bamkd run command to continue; finished runs are "
-                "kept and this one resumes from the checkpoint.",
-            ) from None
+        except TrainingStopped:
+            raise  # not a failure: its message names the checkpoint (in the run's folder)
         except BamkdError as exc:
             raise BamkdError(
                 f"run {run.id} failed: {exc}\nFix the cause and run the same command again; "

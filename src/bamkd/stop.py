@@ -29,22 +29,14 @@ class TrainingStopped(BamkdError):
     """A run stopped on request after writing a checkpoint; the exit status follows the shell's
     convention for a process ended by a signal (128 + its number)."""
 
-    def __init__(
-        self,
-        signum: int,
-        step: int,
-        total_steps: int,
-        checkpoint: Path,
-        *,
-        run: str | None = None,
-        how_to_continue: str = "Continue with the same command and --resume.",
-    ) -> None:
+    def __init__(self, signum: int, step: int, total_steps: int, checkpoint: Path) -> None:
         self.signum, self.step, self.total_steps = signum, step, total_steps
-        self.checkpoint, self.run = checkpoint, run
+        self.checkpoint = checkpoint
         self.exit_status = 128 + signum
         super().__init__(
-            f"{f'run {run} ' if run else ''}stopped by {signal.Signals(signum).name} after step "
-            f"{step} of {total_steps}; checkpoint written to {checkpoint}. {how_to_continue}"
+            f"stopped by {signal.Signals(signum).name} after step {step} of {total_steps}; "
+            f"checkpoint written to {checkpoint}. Continue with the same command and --resume "
+            "(bamkd run continues by itself)."
         )
 
 
@@ -84,7 +76,3 @@ class StopRequests:
                 signal.Signals(signum).name,
             )
         self.signum = signum
-
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None

@@ -575,7 +575,8 @@ def _train_steps(ctx: Context, stop: StopRequests) -> None:
 
 def _stop_agreed(acc, stop: StopRequests) -> int:
     """The signal that asked this or any other process to stop (0: none). Every process calls
-    this after every step, so all stop after the same one."""
+    this after every step, so all stop after the same one: one scalar all-reduce per step, at a
+    point where the step has already synchronised (the gradient norm is read back above)."""
     if acc.num_processes == 1:
         return stop.signum or 0
     flag = torch.tensor([float(stop.signum or 0)], device=acc.device)
