@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
-from bamkd.errors import ConfigError
+from bamkd.errors import ConfigError, excerpt
 from bamkd.heap import MAX_MMAP_THRESHOLD_MIB
 
 
@@ -56,11 +57,20 @@ class DataConfig:
     task_files: list[str] = field(default_factory=list)
     """YAML files describing user-defined tasks."""
     max_seq_length: int = 128
-    """Token limit per example; longer pairs are truncated longest-first."""
+    """Token limit per example; longer pairs are truncated longest-first. It must leave room for
+    the special tokens and one text token (per sentence of a pair): 3 or more, 5 for BERT pairs."""
     double_unordered: bool = True
     """Add swapped copies of symmetric pair tasks (MRPC, STS-B) to the training set."""
-    length_grouped: bool = True
-    """Batch examples of similar length together so dynamic padding wastes little compute."""
+    packing: bool = True
+    """Train mixed (not length-grouped) batches as packed rows: several examples share a row of
+    up to max_seq_length tokens, each attending only to itself (bamkd.packing), so a mixed batch
+    carries almost no padding. Logits equal the padded path's; encoders that cannot take packed
+    input fall back to padding, with a warning. Evaluation and prediction always pad."""
+    length_grouped: bool = False
+    """Batch examples of similar length together (Hugging Face's group_by_length) so padded
+    batches waste little compute. In a multi-task run this sorts tasks into length buckets:
+    a batch then holds mostly one task, not the mixture the paper trains on. Packing makes
+    mixed batches as cheap without it."""
     train_limit: int | None = None
     """Keep only the first N training rows of each task (quick runs); None keeps all."""
     eval_limit: int | None = None
@@ -96,13 +106,20 @@ class TrainConfig:
     """Global gradient-norm clip; 0 turns it off."""
     loss_reduction: Literal["sum", "mean"] = "sum"
     """Sum of per-example losses (the paper's code) or their mean."""
-    task_weighting: Literal["bam", "concat", "proportional"] = "bam"
-    """bam: dataset multiples + loss weights so task mass is proportional to |D|^exponent;
-    concat: plain concatenation; proportional: sample tasks with probability |D|^(1/temperature)."""
+    task_weighting: Literal["bam", "reference", "concat", "proportional"] = "bam"
+    """bam: dataset multiples + loss weights so task mass is proportional to |D|^exponent, from
+    the sizes loaded; reference: the authors' multiples and loss weights from the full 8-task
+    GLUE size table, whatever subset is trained (the paper's exposure on a subset; GLUE tasks
+    only); concat: plain concatenation; proportional: sample tasks with probability
+    |D|^(1/temperature)."""
+    task_multiples: dict[str, int] = field(default_factory=dict)
+    """Task name -> copies of its training set per epoch, overriding the weighting's multiple
+    (bam and reference); loss weights follow so task mass stays proportional to |D|^exponent."""
     weighting_exponent: float = 0.75
     sampling_temperature: float = 1.0
     seed: int = 0
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    """``no`` (fp32; YAML's ``false``/``off`` mean the same), ``bf16`` or ``fp16``."""
     fast_dropout: bool = True
     """On CPU, draw dropout masks two per random number (bamkd.fast_dropout); same rates."""
     malloc_mmap_threshold_mib: int = 0
@@ -170,11 +187,22 @@ class RunConfig:
         t, d = self.train, self.data
         if not d.tasks:
             raise ConfigError("data.tasks is empty: name at least one task, e.g. data.tasks=[mrpc]")
+        # Configs built in Python skip _coerce, so non-finite numbers are looked for here too.
+        _check_finite(self, "")
         _positive("train.epochs", t.epochs)
         _positive("train.batch_size", t.batch_size)
         _positive("train.lr", t.lr)
         _positive("train.grad_accumulation", t.grad_accumulation)
-        _positive("data.max_seq_length", d.max_seq_length)
+        for task, multiple in t.task_multiples.items():
+            _positive(f"train.task_multiples.{task}", multiple)
+        _check_seq_length(d.max_seq_length)
+        for key, limit in (("data.train_limit", d.train_limit), ("data.eval_limit", d.eval_limit)):
+            if limit is not None and limit < 1:
+                raise ConfigError(
+                    f"{key}={limit} must be a positive number of rows; leave it out (null) to "
+                    "keep every row"
+                )
+        self._check_ranges()
         if t.batch_size % t.grad_accumulation:
             raise ConfigError(
                 f"train.batch_size={t.batch_size} is not divisible by "
@@ -198,8 +226,34 @@ class RunConfig:
                 raise ConfigError(
                     f"distill.teacher_weights.{task} has {len(weights)} weights for {n} teachers"
                 )
-        if not 0.0 <= d.max_seq_length <= 100_000:
-            raise ConfigError(f"data.max_seq_length={d.max_seq_length} is out of range")
+            if any(w < 0 for w in weights) or not sum(weights) > 0:
+                raise ConfigError(
+                    f"distill.teacher_weights.{task}={weights} must be non-negative with a "
+                    "positive sum"
+                )
+
+    def _check_ranges(self) -> None:
+        """Bounds of the numeric settings whose meaning breaks outside them (rates, factors)."""
+        m, t, dist = self.model, self.train, self.distill
+        _in_range("model.dropout", m.dropout, 0.0, 1.0, hi_open=True)
+        if m.encoder_dropout is not None:
+            _in_range("model.encoder_dropout", m.encoder_dropout, 0.0, 1.0, hi_open=True)
+        _in_range("train.adam_beta1", t.adam_beta1, 0.0, 1.0, hi_open=True)
+        _in_range("train.adam_beta2", t.adam_beta2, 0.0, 1.0, hi_open=True)
+        _positive("train.adam_eps", t.adam_eps)
+        _in_range("train.weight_decay", t.weight_decay, 0.0, None)
+        _in_range("train.max_grad_norm", t.max_grad_norm, 0.0, None, hint="0 turns clipping off")
+        _positive("train.sampling_temperature", t.sampling_temperature)
+        _positive("train.eval_batch_size", t.eval_batch_size)
+        _positive("train.log_every", t.log_every)
+        _positive("train.keep_checkpoints", t.keep_checkpoints)
+        _in_range("train.checkpoint_every", t.checkpoint_every, 0, None, hint="0: final only")
+        _in_range("distill.step_at", dist.step_at, 0.0, 1.0)
+        for task, override in dist.per_task.items():
+            if override.weight is not None:
+                _in_range(f"distill.per_task.{task}.weight", override.weight, 0.0, 1.0)
+            if override.temperature is not None:
+                _positive(f"distill.per_task.{task}.temperature", override.temperature)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -211,6 +265,80 @@ class RunConfig:
 def _positive(key: str, value: float) -> None:
     if value <= 0:
         raise ConfigError(f"{key}={value} must be positive")
+
+
+def _in_range(
+    key: str,
+    value: float,
+    lo: float,
+    hi: float | None,
+    *,
+    hi_open: bool = False,
+    hint: str = "",
+) -> None:
+    """Refuse ``value`` outside [lo, hi] (or [lo, hi) with ``hi_open``; no upper bound if None)."""
+    above = hi is not None and (value >= hi if hi_open else value > hi)
+    if value < lo or above:
+        span = f"[{lo}, {hi}{')' if hi_open else ']'}" if hi is not None else f">= {lo}"
+        raise ConfigError(
+            f"{key}={value} must be {'in ' if hi is not None else ''}{span}"
+            + (f" ({hint})" if hint else "")
+        )
+
+
+MIN_SEQ_LENGTH = 3
+"""The shortest ``data.max_seq_length`` any encoder can use: [CLS], one text token, [SEP].
+The tokenizer's own count of special tokens refines this when a run starts (pair tasks need room
+for one token of each sentence, 5 for BERT); see `check_seq_length_fits`."""
+
+MAX_SEQ_LENGTH = 100_000
+
+
+def _check_seq_length(value: int) -> None:
+    if not MIN_SEQ_LENGTH <= value <= MAX_SEQ_LENGTH:
+        raise ConfigError(
+            f"data.max_seq_length={value} must be {MIN_SEQ_LENGTH} to {MAX_SEQ_LENGTH}: it holds "
+            "the special tokens ([CLS], [SEP]) and at least one text token; 128 is usual"
+        )
+
+
+def check_seq_length_fits(
+    max_seq_length: int, special_single: int, special_pair: int, has_pairs: bool
+) -> None:
+    """Refuse a ``data.max_seq_length`` that leaves no text token once the tokenizer's special
+    tokens are in (one token of each sentence for pair tasks).
+
+    Below that the tokenizer cannot truncate at all and returns rows of any length, so the check
+    must come before tokenization.
+    """
+    need = special_pair + 2 if has_pairs else special_single + 1
+    if max_seq_length < need:
+        what = "a sentence pair" if has_pairs else "a sentence"
+        raise ConfigError(
+            f"data.max_seq_length={max_seq_length} is too short for this tokenizer: "
+            f"{what} needs at least {need} tokens (its special tokens plus one text token"
+            f"{' per sentence' if has_pairs else ''}); set data.max_seq_length={max(need, 128)} "
+            "or more"
+        )
+
+
+def _check_finite(node: Any, key: str) -> None:
+    """Refuse NaN and infinite numbers anywhere in a config, naming the dotted key."""
+    if dataclasses.is_dataclass(node):
+        for f in fields(node):
+            _check_finite(getattr(node, f.name), f"{key}.{f.name}" if key else f.name)
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            _check_finite(v, f"{key}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_finite(v, f"{key}[{i}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(_not_finite(key, node))
+
+
+def _not_finite(key: str, value: float) -> str:
+    return f"{key}={value} is not a finite number; give an ordinary number such as 1e-4 or 3"
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,8 +370,15 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value or {}, key)
     if origin is Literal:
+        value = _yaml_spelling(value, args)
         if value not in args:
-            raise ConfigError(f"{key}={value!r} is not one of {', '.join(map(repr, args))}")
+            # YAML reads yes/no/on/off as booleans; say so, or "pooling=False" baffles.
+            quoted = (
+                f"{value} (YAML's reading of yes/no/on/off)"
+                if isinstance(value, bool)
+                else excerpt(value)
+            )
+            raise ConfigError(f"{key}={quoted} is not one of {', '.join(map(repr, args))}")
         return value
     if type(None) in args:  # Optional[X]
         if value is None:
@@ -252,30 +387,49 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         return _coerce(inner[0], value, key)
     if origin is list:
         if not isinstance(value, list):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
+            raise ConfigError(f"{key} must be a list, got {excerpt(value)}")
         return [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+            raise ConfigError(f"{key} must be a mapping, got {excerpt(value)}")
         return {str(k): _coerce(args[1], v, f"{key}.{k}") for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {value!r}")
+            raise ConfigError(f"{key} must be true or false, got {excerpt(value)}")
         return value
     if tp is int:
         if isinstance(value, float) and value.is_integer():
             return int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
+            raise ConfigError(f"{key} must be an integer, got {excerpt(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
+            raise ConfigError(f"{key} must be a number, got {excerpt(value)}")
+        if not math.isfinite(value):  # YAML's .inf and .nan: refused here, with the key
+            raise ConfigError(_not_finite(key, value))
         return float(value)
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{key} must be a string, got {value!r}")
+            raise ConfigError(f"{key} must be a string, got {excerpt(value)}")
         return str(value)
+    return value
+
+
+_YAML_BOOL_WORDS = {False: ("no", "off", "false"), True: ("yes", "on", "true")}
+"""The words YAML 1.1 (PyYAML) reads as booleans: `mixed_precision: no` arrives as False."""
+
+
+def _yaml_spelling(value: Any, allowed: tuple[Any, ...]) -> Any:
+    """Undo YAML's reading of a documented word as a boolean (``no`` -> False -> ``"no"``).
+
+    Only a word that is one of the field's own values is restored, so ``pooling: no`` is still
+    refused; a boolean never maps to two different words because no field lists two of them.
+    """
+    if isinstance(value, bool):
+        words = [w for w in _YAML_BOOL_WORDS[value] if w in allowed]
+        if len(words) == 1:
+            return words[0]
     return value
 
 

@@ -3,7 +3,8 @@
 Tokenized splits are stored as flat arrays (token ids, row offsets, first-segment lengths) in
 safetensors files keyed by everything that changes the result (file contents, task spec, split,
 tokenizer, max length, limits, doubling), so a second run starts at once and a stale cache is
-never used. Batches are padded only to their longest row (dynamic padding).
+never used. Batches are padded only to their longest row (dynamic padding), or packed several
+examples to a row with no padding at all (bamkd.packing).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
+from bamkd.errors import ConfigError
+from bamkd.packing import pack_layout
 from bamkd.progress import progress_bar
 from bamkd.storage import atomic_path
 from bamkd.tasks import Example, TaskSpec, read_split
@@ -95,6 +98,14 @@ def encode_examples(
         else:
             len_a.extend(len(r) for r in enc["input_ids"])
     lengths = np.array([len(r) for r in ids_rows], dtype=np.int64)
+    if len(lengths) and lengths.max() > max_length:
+        # A tokenizer that cannot fit its special tokens in max_length silently skips truncation;
+        # check_seq_length_fits prevents that for runs, this catches any other caller.
+        raise ConfigError(
+            f"data.max_seq_length={max_length} was not respected: {task}/{split} has rows of "
+            f"{int(lengths.max())} tokens (the tokenizer's special tokens leave no room); "
+            "raise data.max_seq_length"
+        )
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     flat = np.fromiter((t for r in ids_rows for t in r), dtype=np.int32, count=int(offsets[-1]))
     labels = np.array(
@@ -263,6 +274,41 @@ class ExampleStore:
         if self.use_token_types:
             seg_b = (positions >= self.len_a[rows][:, None]) & (positions < lens[:, None])
             out["token_type_ids"] = torch.from_numpy(seg_b.astype(np.int64))
+        if self.teacher is not None:
+            out["teacher"] = torch.from_numpy(self.teacher[rows])
+        return out
+
+    def packed_batch(
+        self, rows: np.ndarray, capacity: int, first_position: int = 0
+    ) -> dict[str, torch.Tensor]:
+        """``rows`` packed into rows of at most ``capacity`` tokens (bamkd.packing).
+
+        Besides the inputs, ``example_starts`` holds each example's first token as a flat index
+        into the [R, W] grid and ``segments`` each token's example (-1: padding). Labels, task
+        ids and teacher targets keep the order of ``rows``, as in :meth:`batch`.
+        """
+        lens = self.lengths[rows]
+        layout = pack_layout(lens, capacity)
+        ids = np.full((layout.rows, layout.width), self.pad_id, dtype=np.int64)
+        positions = np.zeros((layout.rows, layout.width), dtype=np.int64)
+        segments = np.full((layout.rows, layout.width), -1, dtype=np.int64)
+        types = np.zeros((layout.rows, layout.width), dtype=np.int64)
+        for i, r in enumerate(rows):
+            row, col, n = layout.row[i], layout.start[i], lens[i]
+            ids[row, col : col + n] = self.input_ids[self.offsets[r] : self.offsets[r + 1]]
+            positions[row, col : col + n] = np.arange(first_position, first_position + n)
+            segments[row, col : col + n] = i
+            types[row, col + self.len_a[r] : col + n] = 1
+        out = {
+            "input_ids": torch.from_numpy(ids),
+            "position_ids": torch.from_numpy(positions),
+            "segments": torch.from_numpy(segments),
+            "example_starts": torch.from_numpy(layout.row * layout.width + layout.start),
+            "labels": torch.from_numpy(self.labels[rows]),
+            "task_ids": torch.from_numpy(self.task_ids[rows]),
+        }
+        if self.use_token_types:
+            out["token_type_ids"] = torch.from_numpy(types)
         if self.teacher is not None:
             out["teacher"] = torch.from_numpy(self.teacher[rows])
         return out

@@ -3,7 +3,8 @@
 ``<run>/run_manifest.json`` records, when training starts: the package versions (bamkd, torch,
 transformers, accelerate, ...), the Python version, the git commit of the working directory (null
 outside a git repository), the host, the command line, the resolved config, and a SHA-256
-fingerprint of every data file the run reads (per task and split). A resumed run keeps the
+fingerprint of every data file the run reads (per task and split), the run's seed and its
+teachers' seeds. A resumed run keeps the
 earlier starts' manifests under ``previous_starts``. Nothing here may fail a run: a missing
 package, no git, or an unreadable data file is recorded as null.
 """
@@ -84,8 +85,28 @@ def build_run_manifest(
         "versions": package_versions(),
         "git_commit": git_commit(cwd),
         "data": data_fingerprints(data_files),
+        "seed": cfg.train.seed,
+        "teacher_seeds": teacher_seeds(cfg),
         "config": cfg.to_dict(),
     }
+
+
+def teacher_seeds(cfg: RunConfig) -> dict[str, list[int | None]]:
+    """Per task, the train.seed of each teacher run (null where its config cannot be read), so
+    a student's seed can be checked against its teachers' (bamkd.pipeline.STUDENT_SEED_OFFSET)."""
+    from bamkd.config import load_yaml
+    from bamkd.runs import CONFIG_NAME
+
+    seeds: dict[str, list[int | None]] = {}
+    for task, runs in cfg.distill.teachers.items():
+        seeds[task] = []
+        for run in runs:
+            try:
+                seed = load_yaml(Path(run) / CONFIG_NAME).get("train", {}).get("seed")
+            except Exception:  # noqa: BLE001 - nothing here may fail a run
+                seed = None
+            seeds[task].append(seed if isinstance(seed, int) else None)
+    return seeds
 
 
 def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:

@@ -18,7 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from bamkd.errors import BamkdError, ConfigError
+from bamkd.errors import BamkdError, ConfigError, excerpt
+from bamkd.packing import block_diagonal_mask
 from bamkd.storage import atomic_dir
 from bamkd.tasks import TaskSpec
 
@@ -45,6 +46,84 @@ def resolve_model_path(name: str) -> str:
 
         return str(ensure_tiny_encoder())
     return name
+
+
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.ckpt", "model.pt")
+"""Weight files that are Python pickles: loading one can run code, so bamkd never does."""
+
+
+def _looks_like_path(name: str) -> bool:
+    """A value meant as a local folder rather than a hub id ("org/model")."""
+    return name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
+
+
+def check_model_source(name_or_path: str, trust_remote_code: bool, key: str) -> None:
+    """Refuse, before anything runs or is written, a model folder bamkd cannot use safely.
+
+    A local folder needs ``config.json`` and safetensors weights; weights that exist only as a
+    pickle (``pytorch_model.bin``) are refused rather than unpickled, and a config that names its
+    own Python classes (``auto_map``) is refused unless ``model.trust_remote_code`` is true. Hub
+    ids are left to ``from_pretrained`` (they need a network, which checks cannot assume).
+
+    Raises:
+        ConfigError: naming ``key``, the folder, why, and what to do.
+    """
+    if name_or_path in ("minilm", "bamkd-tiny"):
+        resolve_model_path(name_or_path)  # only the package check; the folders are ours
+        return
+    if not _looks_like_path(name_or_path):
+        return
+    folder = Path(name_or_path).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(
+            f"{key}={folder}: model folder not found; give an existing local model folder, "
+            "'minilm', 'bamkd-tiny', or a hub id"
+        )
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise ConfigError(
+            f"{key}={folder} has no config.json, so it is not a Hugging Face model folder; "
+            "point it at the folder that save_pretrained wrote"
+        )
+    _check_weights(folder, key)
+    _check_remote_code(config_path, trust_remote_code, key)
+
+
+def _check_weights(folder: Path, key: str) -> None:
+    if any(folder.glob("*.safetensors")) or (folder / "model.safetensors.index.json").is_file():
+        return
+    pickles = [name for name in PICKLE_WEIGHTS if (folder / name).is_file()]
+    if pickles:
+        raise ConfigError(
+            f"{key}={folder} holds its weights only as a pickle ({pickles[0]}), which bamkd never "
+            "loads because unpickling can run code; convert it to safetensors where you trust it "
+            "(model.save_pretrained(folder, safe_serialization=True)) and point here again"
+        )
+    raise ConfigError(
+        f"{key}={folder} has no model weights (model.safetensors); point it at a complete model "
+        "folder"
+    )
+
+
+def _check_remote_code(config_path: Path, trust_remote_code: bool, key: str) -> None:
+    from transformers import CONFIG_MAPPING
+
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{key}: {config_path} is unreadable ({exc}); restore it") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{key}: {config_path} must hold a JSON object; restore it")
+    # transformers ignores auto_map for a model type it knows, so only unknown types need code.
+    wants_code = "auto_map" in config and config.get("model_type") not in CONFIG_MAPPING
+    if wants_code and not trust_remote_code:
+        raise ConfigError(
+            f"{key}={config_path.parent} asks to run its own Python code (auto_map in "
+            "config.json, model type "
+            f"{excerpt(config.get('model_type'))}); bamkd runs it only with "
+            "model.trust_remote_code=true, so set that only if you trust that code, or use a "
+            "standard model folder"
+        )
 
 
 DROPOUT_KEYS = (
@@ -75,11 +154,15 @@ def load_encoder(
             for key in DROPOUT_KEYS:
                 if isinstance(getattr(config, key, None), float):
                     setattr(config, key, dropout)
-        return AutoModel.from_pretrained(path, config=config, trust_remote_code=trust_remote_code)
-    except OSError as exc:
+        # use_safetensors: never fall back to unpickling pytorch_model.bin (it can run code).
+        return AutoModel.from_pretrained(
+            path, config=config, trust_remote_code=trust_remote_code, use_safetensors=True
+        )
+    except (OSError, ValueError) as exc:  # ValueError: remote code refused, unknown type
+        reason = " ".join(str(exc).split())[:300]
         raise ConfigError(
-            f"cannot load encoder '{name_or_path}': {exc}. Give a local model folder, "
-            "'minilm', 'bamkd-tiny', or a hub id (needs network)."
+            f"cannot load encoder '{name_or_path}': {reason}. Give a local model folder with "
+            "safetensors weights, 'minilm', 'bamkd-tiny', or a hub id (needs network)."
         ) from None
 
 
@@ -89,8 +172,12 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     path = resolve_model_path(name_or_path)
     try:
         return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except OSError as exc:
-        raise ConfigError(f"cannot load tokenizer '{name_or_path}': {exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: remote code refused, unknown type
+        reason = " ".join(str(exc).split())[:300]
+        raise ConfigError(
+            f"cannot load tokenizer '{name_or_path}': {reason}. Give a model folder with a "
+            "tokenizer (model.tokenizer when it lives elsewhere)."
+        ) from None
 
 
 class MultiTaskModel(nn.Module):
@@ -140,9 +227,24 @@ class MultiTaskModel(nn.Module):
     def encode(
         self,
         input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        *,
+        position_ids: torch.Tensor | None = None,
+        segments: torch.Tensor | None = None,
+        example_starts: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """One pooled vector per example, from a padded batch or from packed rows.
+
+        Padded: ``attention_mask`` [B, L] marks real tokens. Packed (bamkd.packing):
+        ``segments`` [R, W] gives each token's example (-1: padding), ``position_ids`` restart at
+        each example and ``example_starts`` [N] are the flat indices of the examples' first tokens.
+        """
+        if example_starts is not None:
+            assert segments is not None and position_ids is not None
+            return self._encode_packed(
+                input_ids, token_type_ids, position_ids, segments, example_starts
+            )
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
@@ -154,6 +256,38 @@ class MultiTaskModel(nn.Module):
             return hidden[:, 0]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+    def _encode_packed(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None,
+        position_ids: torch.Tensor,
+        segments: torch.Tensor,
+        example_starts: torch.Tensor,
+    ) -> torch.Tensor:
+        mask = block_diagonal_mask(segments)
+        if getattr(self.encoder.config, "_attn_implementation", None) == "eager":
+            # Eager attention adds its mask to the scores; the others take a boolean one.
+            dtype = self.encoder.get_input_embeddings().weight.dtype
+            mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
+                ~mask, torch.finfo(dtype).min
+            )
+        kwargs = {"input_ids": input_ids, "attention_mask": mask, "position_ids": position_ids}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        hidden = self.encoder(**kwargs).last_hidden_state
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        if self.pooling in ("pooler", "cls"):
+            first = flat[example_starts]
+            # The pooler reads position 0 of each sequence; give it each example's first token.
+            return self.encoder.pooler(first[:, None]) if self.pooling == "pooler" else first
+        seg = segments.reshape(-1)
+        real = seg >= 0
+        sums = flat.new_zeros(len(example_starts), flat.shape[-1]).index_add(
+            0, seg[real], flat[real]
+        )
+        counts = torch.bincount(seg[real], minlength=len(example_starts)).clamp(min=1)
+        return sums / counts[:, None].to(sums.dtype)
 
     def head_outputs(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per task: logits [B, C] for classification, a [B] score in [0, 1] for regression."""
@@ -171,10 +305,22 @@ class MultiTaskModel(nn.Module):
     def forward(
         self,
         input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        *,
+        position_ids: torch.Tensor | None = None,
+        segments: torch.Tensor | None = None,
+        example_starts: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        return self.head_outputs(self.encode(input_ids, attention_mask, token_type_ids))
+        pooled = self.encode(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids=position_ids,
+            segments=segments,
+            example_starts=example_starts,
+        )
+        return self.head_outputs(pooled)
 
     # ----------------------------------------------------------------------------------------
     # Saving and loading

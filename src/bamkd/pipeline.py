@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from bamkd.config import RunConfig, from_dict, load_yaml, resolve_paths
-from bamkd.errors import BamkdError, ConfigError
+from bamkd.errors import BamkdError, ConfigError, excerpt
 from bamkd.runs import PLAN_NAME, is_finished
 from bamkd.stop import TrainingStopped
 from bamkd.storage import write_text
@@ -37,10 +37,22 @@ VARIANTS = {
     "bam_no_anneal": "BAM without teacher annealing (constant teacher weight distill.weight)",
     "bam_no_layerwise": "BAM without layer-wise learning rates",
     "bam_no_weighting": "BAM without task weighting (plain concatenation)",
+    "bam_grouped": "BAM on length-grouped batches (tasks sorted into length buckets)",
+    "bam_loaded_multiples": "BAM with |D|^0.75 multiples from the loaded sizes",
+    "bam_sigmoid_head": "BAM with a sigmoid regression head (the paper's text)",
+    "bam_linear_head": "BAM with a linear regression head (the authors' code)",
+    "bam_same_seed": "BAM whose student reuses its teachers' seed",
     "pairs_multi": "Multi on the target task paired with each other task",
     "pairs_bam": "BAM on the target task paired with each other task",
 }
 """Every variant the paper compares, by the name an experiment uses."""
+
+
+STUDENT_SEED_OFFSET = 1000
+"""Born-again students are fresh models: a student's train.seed is the largest seed of its
+teachers plus this, so its head initialisation, batch order and dropout differ from every
+teacher's (a student of students adds it again). Runs without teachers use the experiment seed;
+reports group all runs by the experiment seed."""
 
 
 @dataclass
@@ -65,6 +77,8 @@ class Experiment:
     submit: list[str] = field(default_factory=list)
     """Variants whose first-seed models write a GLUE test submission."""
     wnli_policy: str = "majority"
+    student_seed_offset: int = STUDENT_SEED_OFFSET
+    """A distilled student trains with its teachers' seed plus this (0: the same seed)."""
     source: str | None = None
 
     def __post_init__(self) -> None:
@@ -87,12 +101,24 @@ class Experiment:
             raise ConfigError(f"submit names variant '{bad[0]}', which is not in variants")
 
 
+RUN_SECTIONS = ("model", "data", "train", "distill")
+"""The sections of a run config; in an experiment they sit under base/single/multi/finetune."""
+
+
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
     """Read an experiment YAML; relative paths resolve against its folder."""
     from bamkd.config import apply_overrides
 
     path = Path(path)
     data = load_yaml(path)
+    for text in overrides or []:
+        section = text.split("=", 1)[0].split(".", 1)[0].strip()
+        if section in RUN_SECTIONS:  # a run setting given as if to `bamkd train`
+            shown = text if len(text) <= 80 else f"{text[:80]}..."
+            raise ConfigError(
+                f"override '{shown}': an experiment's run settings live under base, single, "
+                f"multi or finetune; write base.{shown} for every run"
+            )
     if overrides:
         apply_overrides(data, overrides)
     base_dir = path.resolve().parent
@@ -159,7 +185,9 @@ class Planner:
         if run_id not in self.runs:
             config = _merge(self.exp.base, role, extra or {})
             config.setdefault("data", {})["tasks"] = list(tasks)
-            config.setdefault("train", {})["seed"] = seed
+            # A student's own seed (Planner.student) wins over the experiment seed.
+            own_seed = (extra or {}).get("train", {}).get("seed", seed)
+            config.setdefault("train", {})["seed"] = own_seed
             config["output_dir"] = str(self.root / run_id)
             self.runs[run_id] = PlannedRun(run_id, variant, list(tasks), seed, config, deps or [])
         return run_id
@@ -191,13 +219,18 @@ class Planner:
         extra: dict | None = None,
     ) -> str:
         distill = {"teachers": {t: [str(self.root / teachers[t])] for t in tasks}}
+        teacher_seed = max(self.runs[r].config["train"]["seed"] for r in teachers.values())
+        offset = self.exp.student_seed_offset
+        if variant == "bam_same_seed":
+            offset = 0
+        fresh = {"train": {"seed": teacher_seed + offset}}
         return self.add(
             run_id,
             variant,
             tasks,
             seed,
             role,
-            _merge({"distill": distill}, extra or {}),
+            _merge({"distill": distill}, extra or {}, fresh),
             sorted(set(teachers.values())),
         )
 
@@ -314,6 +347,28 @@ class Planner:
             extra={"train": {"task_weighting": "concat"}},
         )
 
+    # One departure each from the faithful configuration (BENCHMARKS.md, the faithful study).
+
+    def _ablation(self, seed: int, variant: str, extra: dict | None = None) -> None:
+        self.bam(seed, run_id=f"{variant}/seed{seed}", variant=variant, extra=extra)
+
+    def _plan_bam_grouped(self, seed: int) -> None:
+        self._ablation(
+            seed, "bam_grouped", {"data": {"length_grouped": True, "packing": False}}
+        )
+
+    def _plan_bam_loaded_multiples(self, seed: int) -> None:
+        self._ablation(seed, "bam_loaded_multiples", {"train": {"task_weighting": "bam"}})
+
+    def _plan_bam_sigmoid_head(self, seed: int) -> None:
+        self._ablation(seed, "bam_sigmoid_head", {"model": {"regression_head": "sigmoid"}})
+
+    def _plan_bam_linear_head(self, seed: int) -> None:
+        self._ablation(seed, "bam_linear_head", {"model": {"regression_head": "linear"}})
+
+    def _plan_bam_same_seed(self, seed: int) -> None:
+        self._ablation(seed, "bam_same_seed")
+
     def _pairs(self, seed: int, kind: str) -> None:
         target = self.exp.pairs_target
         assert target is not None
@@ -395,27 +450,15 @@ def run_experiment(
     from bamkd.train import train
 
     start = time.perf_counter()
-    runs = plan_experiment(exp)
-    if only:
-        wanted = {r.id for r in runs if r.variant in only}
-        needed: set[str] = set()
-        index = {r.id: r for r in runs}
-
-        def need(run_id: str) -> None:
-            if run_id not in needed:
-                needed.add(run_id)
-                for dep in index[run_id].deps:
-                    need(dep)
-
-        for run_id in wanted:
-            need(run_id)
-        runs = [r for r in runs if r.id in needed]
+    planned = plan_experiment(exp)
+    runs = _only(planned, only, exp) if only else planned
     root = Path(exp.output_dir)
-    root.mkdir(parents=True, exist_ok=True)
     trained, skipped = [], []
     if dry_run:
         lines = [f"{'done' if is_finished(r.folder) else 'todo'}  {r.id}" for r in runs]
         return ExperimentResult(exp, runs, [], [], 0.0, ["plan:", *lines])
+    _check_inputs(exp, runs)  # nothing is created before every run's inputs are known to be usable
+    root.mkdir(parents=True, exist_ok=True)
     _write_plan(root, exp, runs)  # before training: a stopped sitting still leaves its plan
     for i, run in enumerate(runs, 1):
         if is_finished(run.folder):
@@ -429,16 +472,67 @@ def run_experiment(
             raise  # not a failure: its message names the checkpoint (in the run's folder)
         except BamkdError as exc:
             raise BamkdError(
-                f"run {run.id} failed: {exc}\nFix the cause and run the same command again; "
-                "finished runs are kept and this one resumes from its last checkpoint."
+                f"run {run.id} failed: {exc} (fix the cause and run the same command again; "
+                "finished runs are kept and this one resumes from its last checkpoint)"
             ) from None
         trained.append(run.id)
     from bamkd.report import report_path
 
     report_lines = report_path(root)
     if exp.submit:
-        report_lines += _write_submissions(exp, runs)
+        report_lines += _write_submissions(exp, planned)
     return ExperimentResult(exp, runs, trained, skipped, time.perf_counter() - start, report_lines)
+
+
+def _only(runs: list[PlannedRun], only: list[str], exp: Experiment) -> list[PlannedRun]:
+    """The runs of the variants in ``only`` and the runs they depend on (their teachers).
+
+    Raises:
+        ConfigError: a name that is not a variant, or not one of this experiment's.
+    """
+    for name in only:
+        if name not in VARIANTS:
+            raise ConfigError(
+                f"--only: unknown variant {excerpt(name)}; known variants: {', '.join(VARIANTS)}"
+            )
+        if name not in exp.variants:
+            raise ConfigError(
+                f"--only: variant '{name}' is not in this experiment's variants "
+                f"({', '.join(exp.variants)}); add it to 'variants' in {exp.source or 'the YAML'}"
+            )
+    index = {r.id: r for r in runs}
+    needed: set[str] = set()
+
+    def need(run_id: str) -> None:
+        if run_id not in needed:
+            needed.add(run_id)
+            for dep in index[run_id].deps:
+                need(dep)
+
+    for run in runs:
+        if run.variant in only:
+            need(run.id)
+    return [r for r in runs if r.id in needed]
+
+
+def _check_inputs(exp: Experiment, runs: list[PlannedRun]) -> None:
+    """Check the experiment folder and every unfinished run's inputs (tasks, data files, model
+    folder, max_seq_length for the tokenizer) before the experiment folder is created."""
+    from bamkd.storage import check_output_folder
+    from bamkd.train import check_run_inputs
+
+    try:
+        check_output_folder(exp.output_dir, "output_dir")
+    except BamkdError as exc:
+        raise BamkdError(f"{exp.source or 'experiment'}: {exc}") from None
+    tokenizers: dict = {}  # one tokenizer load for all runs that share it
+    for run in runs:
+        if is_finished(run.folder):
+            continue
+        try:
+            check_run_inputs(from_dict(RunConfig, copy.deepcopy(run.config)), tokenizers=tokenizers)
+        except BamkdError as exc:
+            raise type(exc)(f"experiment run {run.id}: {exc}") from None
 
 
 def _write_plan(root: Path, exp: Experiment, runs: list[PlannedRun]) -> None:
@@ -487,16 +581,46 @@ def _write_plan(root: Path, exp: Experiment, runs: list[PlannedRun]) -> None:
 
 
 def _write_submissions(exp: Experiment, runs: list[PlannedRun]) -> list[str]:
+    """Write each ``submit`` variant's GLUE submission from its first-seed runs.
+
+    A submission that cannot be written yet (its runs are not trained, e.g. after ``--only
+    multi``, or the test files are missing) is a warning line, not a failure: the training this
+    command did succeeded.
+    """
     from bamkd.predict import submit
 
     lines = []
     seed = exp.seeds[0]
     for variant in exp.submit:
-        folders = [str(r.folder) for r in runs if r.variant == variant and r.seed == seed]
+        chosen = [r for r in runs if r.variant == variant and r.seed == seed]
+        unfinished = [r.id for r in chosen if not is_finished(r.folder)]
         out = Path(exp.output_dir) / "submission" / variant
-        report = submit(folders, out, wnli_policy=exp.wnli_policy)
+        if not chosen or unfinished:
+            why = (
+                f"run {unfinished[0]} is not trained yet; run this command without --only, or "
+                f"with --only {variant}"
+                if unfinished
+                else f"no {variant} run of seed {seed} is planned"
+            )
+            lines.append(_submission_warning(variant, why))
+            continue
+        # The WNLI majority class and the test files come from the runs' own GLUE folder.
+        glue_dir = chosen[0].config.get("data", {}).get("glue_dir")
+        try:
+            report = submit(
+                [str(r.folder) for r in chosen], out, glue_dir=glue_dir, wnli_policy=exp.wnli_policy
+            )
+        except BamkdError as exc:
+            lines.append(_submission_warning(variant, str(exc)))
+            continue
         lines += [f"submission ({variant}, seed {seed}):", report.summary()]
     return lines
+
+
+def _submission_warning(variant: str, why: str) -> str:
+    line = f"warning: submission ({variant}) not written: {why}"
+    log.warning("%s", line.removeprefix("warning: "))
+    return line
 
 
 # --------------------------------------------------------------------------------------------

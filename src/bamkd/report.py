@@ -39,6 +39,11 @@ TABLE_ORDER = [
     "bam_no_anneal",
     "bam_no_layerwise",
     "bam_no_weighting",
+    "bam_grouped",
+    "bam_loaded_multiples",
+    "bam_sigmoid_head",
+    "bam_linear_head",
+    "bam_same_seed",
 ]
 LABELS = {
     "single": "Single",
@@ -52,6 +57,11 @@ LABELS = {
     "bam_no_anneal": "BAM, no teacher annealing",
     "bam_no_layerwise": "BAM, no layer-wise LR",
     "bam_no_weighting": "BAM, no task weighting",
+    "bam_grouped": "BAM, length-grouped batches",
+    "bam_loaded_multiples": "BAM, multiples from loaded sizes",
+    "bam_sigmoid_head": "BAM, sigmoid STS-B head",
+    "bam_linear_head": "BAM, linear STS-B head",
+    "bam_same_seed": "BAM, student seed = teacher seed",
     "pairs_multi": "Multi on the pair",
     "pairs_bam": "BAM on the pair",
 }

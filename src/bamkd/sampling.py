@@ -3,7 +3,11 @@
 The paper trains on task tau with probability proportional to |D_tau|^0.75. The authors' code
 realises this with integer dataset copies ("multiples") and per-task loss weights so that each
 task's total loss mass is exactly proportional to |D|^0.75 (BAM_SPEC.md, "Task weighting").
-``bam_task_weights`` is that algorithm, as a pure function of the sizes actually loaded.
+``bam_task_weights`` is that algorithm, as a pure function of the sizes actually loaded;
+``reference_task_weights`` is the same algorithm on the authors' fixed table of the eight GLUE
+training sets, which they used whatever subset they trained. On a subset the two differ: from the
+loaded sizes of CoLA, SST-2, MRPC, STS-B and RTE every multiple rounds to 1, while the table keeps
+the paper's exposure (CoLA 3, SST-2 2, MRPC 3, STS-B 2, RTE 4 copies per epoch).
 
 The order of one epoch is a pure function of (seed, epoch): resuming at step k only needs k, and
 every process of a multi-process run computes the same global batches and takes its own share.
@@ -50,6 +54,54 @@ def bam_task_weights(sizes: Mapping[str, int], exponent: float = 0.75) -> TaskWe
     return TaskWeighting(multiples, loss_weights)
 
 
+REFERENCE_GLUE_SIZES: dict[str, int] = {
+    "cola": 8551,
+    "mnli": 392702,
+    "mrpc": 7336,
+    "qnli": 108436,
+    "qqp": 363869,
+    "sst2": 67349,
+    "stsb": 11498,
+    "rte": 2490,
+}
+"""Training-set sizes the authors' code hard-codes (MRPC and STS-B after sentence-swap
+doubling; QNLI and QQP as in the GLUE release they used)."""
+
+
+def reference_task_weights(tasks: Sequence[str], exponent: float = 0.75) -> TaskWeighting:
+    """The authors' multiples and loss weights for ``tasks``, from the eight-task GLUE table.
+
+    Computed over all eight tasks and then read for ``tasks``, as their code does: a subset
+    keeps each task's copies per epoch and per-example loss weight of the full GLUE run.
+    """
+    unknown = [t for t in tasks if t not in REFERENCE_GLUE_SIZES]
+    if unknown:
+        raise ValueError(
+            f"train.task_weighting=reference covers the eight GLUE training tasks "
+            f"({', '.join(REFERENCE_GLUE_SIZES)}), not {unknown[0]!r}; use task_weighting=bam "
+            "or give train.task_multiples"
+        )
+    full = bam_task_weights(REFERENCE_GLUE_SIZES, exponent)
+    return TaskWeighting(
+        {t: full.multiples[t] for t in tasks}, {t: full.loss_weights[t] for t in tasks}
+    )
+
+
+def with_multiples(
+    sizes: Mapping[str, int], multiples: Mapping[str, int], exponent: float = 0.75
+) -> TaskWeighting:
+    """Given copies per epoch, loss weights that keep each task's mass proportional to s^e.
+
+    Tasks not in ``multiples`` keep the |D|^exponent multiple computed from ``sizes``.
+    """
+    base = bam_task_weights(sizes, exponent)
+    chosen = {t: int(multiples.get(t, base.multiples[t])) for t in sizes}
+    w = {t: s**exponent for t, s in sizes.items()}
+    raw = {t: w[t] / (sizes[t] * chosen[t]) for t in sizes}
+    norm = sum(raw.values())
+    return TaskWeighting(chosen, {t: len(sizes) * raw[t] / norm for t in sizes})
+
+
 def concat_task_weights(sizes: Mapping[str, int]) -> TaskWeighting:
     """Plain concatenation: every example once per epoch, equal loss weights."""
     _check_sizes(sizes)
@@ -65,10 +117,28 @@ def proportional_task_weights(sizes: Mapping[str, int], temperature: float = 1.0
 
 
 def make_task_weighting(
-    kind: str, sizes: Mapping[str, int], exponent: float = 0.75, temperature: float = 1.0
+    kind: str,
+    sizes: Mapping[str, int],
+    exponent: float = 0.75,
+    temperature: float = 1.0,
+    multiples: Mapping[str, int] | None = None,
 ) -> TaskWeighting:
+    """The weighting ``kind`` for tasks of ``sizes``; ``multiples`` override copies per epoch."""
+    extra = sorted(set(multiples or {}) - set(sizes))
+    if extra:
+        raise ValueError(
+            f"train.task_multiples names {extra[0]!r}, which is not trained ({', '.join(sizes)})"
+        )
+    if multiples and kind not in ("bam", "reference"):
+        raise ValueError(f"train.task_multiples needs task_weighting bam or reference, not {kind}")
     if kind == "bam":
-        return bam_task_weights(sizes, exponent)
+        return with_multiples(sizes, multiples) if multiples else bam_task_weights(sizes, exponent)
+    if kind == "reference":
+        ref = reference_task_weights(list(sizes), exponent)
+        if not multiples:
+            return ref
+        chosen = {**ref.multiples, **multiples}
+        return with_multiples(sizes, chosen, exponent)
     if kind == "concat":
         return concat_task_weights(sizes)
     if kind == "proportional":
@@ -135,8 +205,10 @@ class BatchPlan:
         if not self.length_grouped:
             return [rows[i : i + bs] for i in range(0, len(rows), bs)]
         assert self.lengths is not None
-        # Sort within mega-chunks of 50 batches (as Hugging Face's group_by_length does), so
-        # batches hold similar lengths yet the epoch stays well mixed; then shuffle the batches.
+        # Sort within mega-chunks of 50 batches (as Hugging Face's group_by_length does), then
+        # shuffle the batches. Batches hold similar lengths, and so, in a multi-task run, mostly
+        # one task: tasks differ in length (CoLA ~11 tokens, RTE ~70), so sorting by length
+        # sorts by task. Mixed batches, as the paper trains, need length_grouped off.
         chunk = bs * 50
         batches: list[np.ndarray] = []
         for start in range(0, len(rows), chunk):

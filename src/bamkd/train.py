@@ -17,12 +17,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from bamkd import checkpoint as ckpt
-from bamkd.config import RunConfig, from_dict, load_yaml
+from bamkd.config import RunConfig, check_seq_length_fits, from_dict, load_yaml
 from bamkd.data import Encoded, ExampleStore, load_encoded
 from bamkd.devices import make_accelerator
 from bamkd.errors import BamkdError, ConfigError
@@ -31,14 +32,28 @@ from bamkd.fast_dropout import install_fast_dropout
 from bamkd.heap import set_mmap_threshold
 from bamkd.losses import classification_loss, gold_weight, regression_loss
 from bamkd.manifest import run_data_files, write_run_manifest
-from bamkd.model import MultiTaskModel, init_from, load_encoder, load_tokenizer
+from bamkd.model import (
+    MultiTaskModel,
+    check_model_source,
+    init_from,
+    load_encoder,
+    load_tokenizer,
+)
 from bamkd.optim import BertAdamW, lr_at, param_groups, set_lr
+from bamkd.packing import first_position, packing_support
 from bamkd.progress import step_bar
 from bamkd.runs import CONFIG_NAME, DEV_METRICS_NAME, MODEL_DIR, STATE_NAME, is_finished, task_specs
 from bamkd.sampling import BatchPlan, make_task_weighting, shard, split_micro
 from bamkd.stop import StopRequests, TrainingStopped
-from bamkd.storage import RunLock, read_json, write_json, write_text
-from bamkd.tasks import TaskSpec
+from bamkd.storage import (
+    RunLock,
+    check_output_folder,
+    read_json,
+    remove_stale_temporaries,
+    write_json,
+    write_text,
+)
+from bamkd.tasks import TaskSpec, check_split_file
 from bamkd.teachers import read_teacher_predictions, teacher_targets
 from bamkd.tracking import MetricLog
 
@@ -79,6 +94,8 @@ class Context:
     total_steps: int
     state: ckpt.TrainerState
     metric_log: MetricLog
+    packing: int | None = None
+    """First position id of packed rows, or None when batches are padded."""
     lock: RunLock | None = None
     summary: dict = field(default_factory=dict)
 
@@ -200,11 +217,6 @@ def _load_data(cfg: RunConfig, specs: dict[str, TaskSpec], tokenizer, accelerato
     # The main process tokenizes first and fills the cache; the others then read it.
     with accelerator.main_process_first():
         for name, spec in specs.items():
-            if spec.head_task is not None:
-                raise ConfigError(
-                    f"task '{name}' has no head of its own (it is predicted with the "
-                    f"'{spec.head_task}' head); remove it from data.tasks"
-                )
             train_parts.append(
                 load_encoded(
                     spec,
@@ -240,14 +252,9 @@ def _load_data(cfg: RunConfig, specs: dict[str, TaskSpec], tokenizer, accelerato
 def _teacher_arrays(
     cfg: RunConfig, specs: dict[str, TaskSpec], parts: list[Encoded], accelerator
 ) -> list[np.ndarray | None]:
-    """Per task: teacher targets aligned with its training rows, or None."""
+    """Per task: teacher targets aligned with its training rows, or None (teacher task names
+    were checked by `check_run_inputs`)."""
     dist = cfg.distill
-    unknown = sorted(set(dist.teachers) - set(specs))
-    if unknown:
-        raise ConfigError(
-            f"distill.teachers names task '{unknown[0]}', which is not in data.tasks "
-            f"({', '.join(specs)})"
-        )
     arrays: list[np.ndarray | None] = []
     for part in parts:
         runs = dist.teachers.get(part.task)
@@ -284,23 +291,90 @@ def _ensure_teacher_predictions(run: Path, task: str, accelerator) -> None:
     teach(run, tasks=[task], accelerator=accelerator)
 
 
+def check_run_inputs(
+    cfg: RunConfig, *, tokenizers: dict[tuple[str, bool], Any] | None = None
+) -> tuple[dict[str, TaskSpec], Any]:
+    """Check what a run reads, before it creates anything; return its task specs and tokenizer.
+
+    The output folder must be writable, every task known and trainable, its data files present,
+    the model folder usable (safetensors weights, no unasked-for remote code), every teacher's
+    task in ``data.tasks`` and ``data.max_seq_length`` long enough for this tokenizer (shorter,
+    the tokenizer would silently not truncate at all). ``tokenizers``
+    memoises loaded tokenizers by (location, trust_remote_code) across calls (``bamkd run``
+    checks every planned run).
+
+    Raises:
+        BamkdError: naming the key, file or folder and the fix.
+    """
+    m, d = cfg.model, cfg.data
+    check_output_folder(cfg.output_dir, "output_dir")
+    specs = task_specs(d)
+    for name, spec in specs.items():
+        if spec.head_task is not None:
+            raise ConfigError(
+                f"task '{name}' has no head of its own (it is predicted with the "
+                f"'{spec.head_task}' head); remove it from data.tasks"
+            )
+        for split in ("train", *spec.eval_splits):
+            check_split_file(spec, split, d.glue_dir)
+    unknown = sorted(set(cfg.distill.teachers) - set(specs))
+    if unknown:
+        raise ConfigError(
+            f"distill.teachers names task '{unknown[0]}', which is not in data.tasks "
+            f"({', '.join(specs)})"
+        )
+    check_model_source(m.name_or_path, m.trust_remote_code, "model.name_or_path")
+    source = m.tokenizer or m.name_or_path
+    key = (source, m.trust_remote_code)
+    cache = tokenizers if tokenizers is not None else {}
+    if key not in cache:
+        cache[key] = load_tokenizer(source, m.trust_remote_code)
+    tokenizer = cache[key]
+    check_seq_length_fits(
+        d.max_seq_length,
+        tokenizer.num_special_tokens_to_add(pair=False),
+        tokenizer.num_special_tokens_to_add(pair=True),
+        has_pairs=any(spec.is_pair for spec in specs.values()),
+    )
+    return specs, tokenizer
+
+
+def _remove_leftovers(run_dir: Path, announce: bool) -> None:
+    """Delete temporary files and folders of writes a kill interrupted (the lock is held).
+
+    Each can be as large as the weights plus the optimiser state. ``announce``: say so at INFO
+    level (a resumed or finishing run, where a kill is the likely cause), else at DEBUG."""
+    removed = remove_stale_temporaries(run_dir)
+    if removed:
+        log.log(
+            logging.INFO if announce else logging.DEBUG,
+            "%s: removed %d leftover temporary file(s) or folder(s) of interrupted writes: %s",
+            run_dir,
+            len(removed),
+            ", ".join(str(p.relative_to(run_dir)) for p in removed),
+        )
+
+
 def setup(cfg: RunConfig, *, resume: bool = False, trackers: list[str] | None = None) -> Context:
     """Build the model, data, optimizer and state for a run (resuming it when asked)."""
     from accelerate.utils import set_seed
 
     run_dir = Path(cfg.output_dir)
+    # Everything a user can get wrong is checked before the run folder exists (issue 15).
+    given = cfg
+    specs, tokenizer = check_run_inputs(cfg)
     accelerator = _accelerator(cfg, trackers)
     lock = RunLock(run_dir).acquire() if accelerator.is_main_process else None
     try:
         cfg = _check_run_folder(run_dir, cfg, resume)
+        if cfg is not given:  # resuming: the saved config wins, so check what it names
+            specs, tokenizer = check_run_inputs(cfg)
+        if accelerator.is_main_process:
+            _remove_leftovers(run_dir, announce=resume)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             write_text(run_dir / CONFIG_NAME, cfg.to_yaml())
             write_run_manifest(run_dir, cfg, run_data_files(cfg))
-        specs = task_specs(cfg.data)
-        tokenizer = load_tokenizer(
-            cfg.model.tokenizer or cfg.model.name_or_path, cfg.model.trust_remote_code
-        )
         encoder = load_encoder(
             cfg.model.name_or_path, cfg.model.trust_remote_code, cfg.model.encoder_dropout
         )
@@ -324,13 +398,21 @@ def setup(cfg: RunConfig, *, resume: bool = False, trackers: list[str] | None = 
         teacher = _teacher_arrays(cfg, specs, parts, accelerator)
         sizes = {p.task: len(p) for p in parts}
         t = cfg.train
-        weighting = make_task_weighting(
-            t.task_weighting, sizes, t.weighting_exponent, t.sampling_temperature
-        )
+        try:
+            weighting = make_task_weighting(
+                t.task_weighting,
+                sizes,
+                t.weighting_exponent,
+                t.sampling_temperature,
+                t.task_multiples,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         use_types = "token_type_ids" in tokenizer.model_input_names
         max_out = max(s.num_outputs for s in specs.values())
         store = ExampleStore(parts, list(specs), pad_id, use_types, teacher, max_out)
+        packing = _packing(cfg, model.encoder)
         plan = BatchPlan(
             sizes, weighting, t.batch_size, t.seed, store.lengths, cfg.data.length_grouped
         )
@@ -413,12 +495,49 @@ def setup(cfg: RunConfig, *, resume: bool = False, trackers: list[str] | None = 
             total_steps=total_steps,
             state=state,
             metric_log=metric_log,
+            packing=packing,
             lock=lock,
         )
     except BaseException:
         if lock is not None:
             lock.release()
         raise
+
+
+def _packing(cfg: RunConfig, encoder: torch.nn.Module) -> int | None:
+    """The first position id for packed training rows, or None to pad (with the reason said).
+
+    Length-grouped batches are padded: they hold similar lengths already, and padded they
+    train faster than packed on CPUs (BENCHMARKS.md, packed batches)."""
+    if not cfg.data.packing or cfg.data.length_grouped:
+        return None
+    reason = packing_support(encoder)
+    if reason is not None:
+        log.warning("data.packing: %s; training on padded batches instead", reason)
+        return None
+    return first_position(encoder.config.model_type, encoder.config)
+
+
+def model_inputs(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The keyword arguments of MultiTaskModel.forward that ``batch`` holds (padded or packed)."""
+    return {k: batch[k] for k in MODEL_INPUT_KEYS if k in batch}
+
+
+def real_tokens(batch: Mapping[str, torch.Tensor]) -> int:
+    """Tokens of the examples in a padded or packed batch, padding excluded."""
+    if "segments" in batch:
+        return int((batch["segments"] >= 0).sum())
+    return int(batch["attention_mask"].sum())
+
+
+MODEL_INPUT_KEYS = (
+    "input_ids",
+    "attention_mask",
+    "token_type_ids",
+    "position_ids",
+    "segments",
+    "example_starts",
+)
 
 
 def _flat_config(cfg: RunConfig) -> dict:
@@ -456,6 +575,7 @@ def _train_steps(ctx: Context, stop: StopRequests) -> None:
     names = [info.spec.name for info in ctx.tasks]
     window_sums, window_counts = torch.zeros(len(names)), torch.zeros(len(names))
     window_start, window_examples = time.perf_counter(), 0
+    window_tokens, window_slots = 0, 0  # real tokens and token positions computed (with padding)
     run_start = time.perf_counter() - ctx.state.elapsed_seconds
     batches, batches_epoch = None, -1
     model.train()
@@ -481,13 +601,19 @@ def _train_steps(ctx: Context, stop: StopRequests) -> None:
         step_sums, step_counts = torch.zeros(len(names)), torch.zeros(len(names))
         micro = split_micro(local, t.grad_accumulation)
         for j, rows in enumerate(micro):
-            batch = {k: v.to(device) for k, v in store.batch(rows).items()}
+            host = (
+                store.batch(rows)
+                if ctx.packing is None
+                else store.packed_batch(rows, cfg.data.max_seq_length, ctx.packing)
+            )
+            batch = {k: v.to(device) for k, v in host.items()}
+            if scale:
+                window_tokens += real_tokens(host)
+                window_slots += host["input_ids"].numel()
             sync = contextlib.nullcontext() if j == len(micro) - 1 else acc.no_sync(model)
             with sync:
                 with acc.autocast():
-                    outputs = model(
-                        batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
-                    )
+                    outputs = model(**model_inputs(batch))
                 loss, sums, counts = batch_loss(outputs, batch, ctx.tasks, lam)
                 acc.backward(loss * scale)
             if scale:  # a stand-in row (scale 0) is not logged either
@@ -532,6 +658,9 @@ def _train_steps(ctx: Context, stop: StopRequests) -> None:
                 "lr": lr,
                 "grad_norm": grad_norm,
                 "examples_per_s": window_examples / max(elapsed, 1e-9),
+                # This process's share; the padding share is of the positions it computed.
+                "tokens_per_s": window_tokens / max(elapsed, 1e-9),
+                "padding": 1.0 - window_tokens / max(window_slots, 1),
                 "loss": {n: float(s / c) for n, s, c in zip(names, *totals) if c > 0},
                 "lambda": {n: float(v) for n, v in zip(names, lam)},
             }
@@ -553,6 +682,7 @@ def _train_steps(ctx: Context, stop: StopRequests) -> None:
             window_sums.zero_()
             window_counts.zero_()
             window_start, window_examples = time.perf_counter(), 0
+            window_tokens, window_slots = 0, 0
         at_epoch_end = ctx.state.step % plan.batches_per_epoch == 0
         if t.eval_every_epoch and at_epoch_end and ctx.state.step < ctx.total_steps:
             _evaluate_and_log(ctx, "eval")
@@ -634,6 +764,7 @@ def finish(ctx: Context) -> dict[str, dict[str, float]]:
         write_json(ctx.run_dir / DEV_METRICS_NAME, metrics)
         ctx.state.finished = True
         write_json(ctx.run_dir / STATE_NAME, ctx.state.__dict__)
+        _remove_leftovers(ctx.run_dir, announce=True)
     acc.wait_for_everyone()
     acc.end_training()
     return metrics

