@@ -77,24 +77,43 @@ def cmd_teach(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from bamkd.predict import submit
+    from bamkd.storage import check_output_folder
 
+    check_output_folder(args.out, "--out")  # before minutes of predicting
     report = submit(args.runs, args.out, glue_dir=args.glue_dir, wnli_policy=args.wnli)
     print(report.summary())
     return 0
 
 
+def _split_only(only: list[str] | None, overrides: list[str]) -> tuple[list[str] | None, list[str]]:
+    """Take back the key=value overrides that ``--only``'s nargs swallowed after its names.
+
+    Variant names never contain "=", so a token with one is an override wherever it stands.
+    """
+    if only is None:
+        return None, overrides
+    names = [t for t in only if "=" not in t]
+    extra = [t for t in only if "=" in t]
+    if not names:
+        raise BamkdError("--only needs at least one variant name, e.g. --only single multi")
+    return names, [*overrides, *extra]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bamkd.pipeline import load_experiment, run_experiment
 
-    experiment = load_experiment(args.experiment, args.overrides)
-    result = run_experiment(experiment, only=args.only, dry_run=args.dry_run)
+    only, overrides = _split_only(args.only, args.overrides)
+    experiment = load_experiment(args.experiment, overrides)
+    result = run_experiment(experiment, only=only, dry_run=args.dry_run)
     print(result.summary())
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from bamkd.pipeline import demo_experiment, run_experiment
+    from bamkd.storage import check_output_folder
 
+    check_output_folder(args.out, "--out")
     experiment = demo_experiment(Path(args.out), quick=args.quick)
     result = run_experiment(experiment)
     print(result.summary())
@@ -111,7 +130,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from bamkd.export import export_run
+    from bamkd.storage import check_output_folder
 
+    check_output_folder(args.out, "--out")
     result = export_run(args.run, args.out, per_task=not args.multitask_only, tasks=args.tasks)
     print(result.summary())
     return 0
@@ -193,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run an experiment: teachers, predictions, students, report")
     p.add_argument("experiment", help="experiment YAML")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the experiment")
-    p.add_argument("--only", nargs="*", help="only these variants")
+    p.add_argument("--only", nargs="+", help="only these variants (key=value overrides may follow)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, train nothing")
     p.set_defaults(func=cmd_run)
 
@@ -260,6 +281,15 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_status
     except BamkdError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A disk that fills or a folder that turns read-only mid-run: no earlier check sees it.
+        from bamkd.storage import filesystem_error
+
+        error = filesystem_error(exc)
+        if error is None:
+            raise
+        print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; resume with --resume (bamkd run resumes by itself)", file=sys.stderr)

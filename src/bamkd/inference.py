@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from bamkd.data import ExampleStore, encode_examples
-from bamkd.errors import BamkdError, DataError
+from bamkd.errors import BamkdError, DataError, excerpt_list
 from bamkd.evaluate import predict_outputs
 from bamkd.model import MultiTaskModel, load_tokenizer, model_folder
 from bamkd.progress import progress_bar
@@ -483,7 +483,7 @@ def resolve_columns(
     found_single = next((s for s in singles if s in names), None)
     what = "keys" if fmt == "jsonl" else "columns"
     name = repr(task.name) if task else "this"
-    shown = ", ".join(repr(n) for n in names) or "none"
+    shown = excerpt_list(names) or "none"
     for_task = f" for task {task.name!r}" if task else ""
     if pair is not False and found_pair:
         return found_pair

@@ -8,9 +8,11 @@ previous good file, never a truncated one. A lock file keeps two processes from 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,12 +41,40 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+# The names atomic_path and atomic_dir give their temporary files and folders: ".NAME.tmpPID"
+# while writing, ".NAME.oldPID" for the previous copy during a replace.
+_TEMPORARY = re.compile(r"^\..+\.(tmp|old)\d+$")
+
+
+def _temporary_name(path: Path, kind: str) -> Path:
+    return path.with_name(f".{path.name}.{kind}{os.getpid()}")
+
+
+_OS_ERROR_TEXT = re.compile(r"\(os error (\d+)\)")
+
+
+def _write_failure(exc: Exception, path: Path) -> OSError | None:
+    """The file-system failure behind a failed write, naming ``path`` (not the hidden temporary
+    name); None when it was something else.
+
+    safetensors reports a full disk as its own error type whose text ends in "(os error 28)".
+    """
+    if isinstance(exc, OSError):
+        code = exc.errno
+    else:
+        match = _OS_ERROR_TEXT.search(str(exc))
+        code = int(match.group(1)) if match else None
+    if code not in _FILESYSTEM_FIXES:
+        return None
+    return OSError(code, os.strerror(code), str(path))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path; on success it is fsynced and renamed to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = _temporary_name(path, "tmp")
     try:
         yield tmp
         with open(tmp, "rb+") as f:
@@ -53,9 +83,36 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+    except Exception as exc:
+        failure = _write_failure(exc, path)
+        if failure is None:
+            raise
+        raise failure from exc
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete what interrupted atomic writes left in ``folder`` and below; return the paths.
+
+    Only names this module makes are touched (``.NAME.tmpPID``, ``.NAME.oldPID``). Call it only
+    while holding the folder's `RunLock`: a write in progress by another process looks the same.
+    """
+    folder = Path(folder)
+    removed: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        for name in [*dirs, *files]:
+            if not _TEMPORARY.match(name):
+                continue
+            path = Path(root) / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+                dirs.remove(name)  # nothing below it to visit any more
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return sorted(removed)
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -85,7 +142,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces ``path`` in one rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = _temporary_name(path, "tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -97,16 +154,89 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
                     os.fsync(f.fileno())
         if path.exists():
             # Rename the old folder aside first so that at every instant one complete copy exists.
-            old = path.with_name(f".{path.name}.old{os.getpid()}")
+            old = _temporary_name(path, "old")
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
         _fsync_dir(path.parent)
+    except Exception as exc:
+        failure = _write_failure(exc, path)
+        if failure is None:
+            raise
+        raise failure from exc
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_output_folder(path: str | Path, key: str) -> None:
+    """Refuse, before anything is created, an output folder that cannot be written.
+
+    ``path`` may not exist yet; then its nearest existing parent must be a writable folder.
+    Raises BamkdError naming ``key``, the path and the fix. (A full disk shows only when writing;
+    `filesystem_error` words that case.)
+    """
+    path = Path(path).expanduser().absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a dangling link: mkdir would fail on it
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        where = "is" if existing == path else f"lies under {existing}, which is"
+        raise BamkdError(
+            f"{key}={path} {where} a file, not a folder; remove or move that file, or choose "
+            f"another {key}"
+        )
+    if not existing.exists():
+        raise BamkdError(f"{key}={path} cannot be created; choose another {key}")
+    if _read_only_mount(existing):
+        raise BamkdError(
+            f"{key}={path}: {existing} is on a read-only file system; choose a writable {key}"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BamkdError(
+            f"{key}={path}: permission denied to write in {existing}; choose a folder you can "
+            f"write to as {key}, or fix its permissions"
+        )
+
+
+def _read_only_mount(folder: Path) -> bool:
+    """Whether ``folder`` is on a read-only mount (os.access says yes to root even there)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+_FILESYSTEM_FIXES = {
+    errno.ENOSPC: "free some disk space or use a folder on another disk, then run again",
+    errno.EDQUOT: "free some of your disk quota or use another folder, then run again",
+    errno.EROFS: "use a folder on a writable file system (copy the run there first if needed)",
+    errno.EACCES: "use a folder you can write to, or fix its permissions",
+    errno.EPERM: "use a folder you can write to, or fix its permissions",
+    errno.ENOTDIR: "a file stands where a folder is needed; move it or choose another path",
+    errno.EEXIST: "a file stands where a folder is needed; move it or choose another path",
+    errno.EISDIR: "a folder stands where a file is needed; move it or choose another path",
+    errno.ENAMETOOLONG: "choose a shorter path",
+}
+"""File-system failures a user fixes outside bamkd, and how."""
+
+
+def filesystem_error(exc: OSError) -> BamkdError | None:
+    """One line naming the path and the fix for a file-system failure; None for other errors.
+
+    Used by the CLI for failures no earlier check could foresee (a disk that fills mid-run);
+    anything a run has written stays consistent because every write is atomic.
+    """
+    fix = _FILESYSTEM_FIXES.get(exc.errno or 0)
+    if fix is None:
+        return None
+    where = exc.filename if exc.filename is not None else "a file bamkd was writing"
+    reason = exc.strerror or os.strerror(exc.errno or 0)
+    return BamkdError(f"{where}: {reason}; {fix}")
 
 
 class RunLock:

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import re
 from pathlib import Path
+from typing import Literal, get_args, get_origin, get_type_hints
 
 import pytest
 import yaml
 
 from bamkd.config import (
     PRESET_DIR,
+    DataConfig,
+    DistillConfig,
+    ModelConfig,
     RunConfig,
     TaskDistill,
+    TrainConfig,
     build_config,
     from_dict,
     parse_override,
@@ -208,3 +216,170 @@ def test_to_yaml_round_trips() -> None:
 def test_default_run_config_round_trips() -> None:
     cfg = RunConfig(data=from_dict(RunConfig, {"data": {"tasks": ["rte"]}}).data)
     assert from_dict(RunConfig, yaml.safe_load(cfg.to_yaml())) == cfg
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile values (issue 15): every number finite, every bound named, YAML's spellings of words.
+# --------------------------------------------------------------------------------------------
+
+
+SECTIONS = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+    "distill": DistillConfig,
+}
+
+
+def _fields_of(kind) -> list[tuple[str, object]]:
+    """(dotted key, type) of every field of RunConfig's sections whose type satisfies ``kind``.
+
+    Found by walking the dataclasses, so fields added later are covered without editing here.
+    """
+    found = []
+    for section, cls in SECTIONS.items():
+        hints = get_type_hints(cls)
+        found += [(f"{section}.{f.name}", hints[f.name]) for f in dataclasses.fields(cls)]
+    return [(key, tp) for key, tp in found if kind(tp)]
+
+
+def _is_float(tp: object) -> bool:
+    return tp is float or tp == (float | None)
+
+
+FLOAT_KEYS = [key for key, _ in _fields_of(_is_float)]
+
+
+def test_the_float_fields_are_found() -> None:
+    assert {"train.lr", "train.epochs", "model.dropout", "distill.temperature"} <= set(FLOAT_KEYS)
+
+
+@pytest.mark.parametrize("key", FLOAT_KEYS)
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", ".NaN", "+.INF"])
+def test_every_float_key_refuses_non_finite_numbers(key: str, value: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        build_config("tiny", ["data.tasks=[mrpc]", f"{key}={value}"])
+    message = str(err.value)
+    assert message.startswith(f"{key}=") and "not a finite number" in message
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("distill.teacher_weights={mrpc: [.nan]}", "distill.teacher_weights.mrpc[0]"),
+        ("distill.per_task={mrpc: {temperature: .inf}}", "distill.per_task.mrpc.temperature"),
+        ("distill.per_task={mrpc: {weight: -.inf}}", "distill.per_task.mrpc.weight"),
+    ],
+)
+def test_nested_non_finite_numbers_name_the_full_key(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"{key}=")):
+        build_config("tiny", ["data.tasks=[mrpc]", "distill.teachers={mrpc: [a]}", override])
+
+
+@pytest.mark.parametrize("key", ["train.lr", "train.epochs", "distill.weight"])
+def test_non_finite_numbers_set_in_python_are_refused_too(key: str) -> None:
+    """Configs built in Python skip YAML coercion; validate() still finds the NaN."""
+    cfg = build_config("tiny", ["data.tasks=[mrpc]"])
+    section, name = key.split(".")
+    setattr(getattr(cfg, section), name, math.nan)
+    with pytest.raises(ConfigError, match=re.escape(f"{key}=nan is not a finite number")):
+        cfg.validate()
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("data.max_seq_length=0", "data.max_seq_length"),
+        ("data.max_seq_length=1", "data.max_seq_length"),
+        ("data.max_seq_length=2", "data.max_seq_length"),
+        ("data.max_seq_length=100001", "data.max_seq_length"),
+        ("data.train_limit=0", "data.train_limit"),
+        ("data.train_limit=-1", "data.train_limit"),
+        ("data.eval_limit=0", "data.eval_limit"),
+        ("data.eval_limit=-5", "data.eval_limit"),
+        ("model.dropout=1.0", "model.dropout"),
+        ("model.dropout=-0.1", "model.dropout"),
+        ("model.encoder_dropout=1.5", "model.encoder_dropout"),
+        ("train.adam_beta1=1.0", "train.adam_beta1"),
+        ("train.adam_beta2=-0.5", "train.adam_beta2"),
+        ("train.adam_eps=0", "train.adam_eps"),
+        ("train.weight_decay=-0.01", "train.weight_decay"),
+        ("train.max_grad_norm=-1", "train.max_grad_norm"),
+        ("train.sampling_temperature=0", "train.sampling_temperature"),
+        ("train.eval_batch_size=0", "train.eval_batch_size"),
+        ("train.log_every=0", "train.log_every"),
+        ("train.keep_checkpoints=0", "train.keep_checkpoints"),
+        ("train.checkpoint_every=-1", "train.checkpoint_every"),
+        ("train.lr=-1e-4", "train.lr"),
+        ("distill.step_at=1.5", "distill.step_at"),
+        ("distill.temperature=0", "distill.temperature"),
+    ],
+)
+def test_out_of_range_values_name_the_key(override: str, key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        build_config("tiny", ["data.tasks=[mrpc]", override])
+    assert str(err.value).startswith(f"{key}=")
+    assert "\n" not in str(err.value)
+
+
+def test_limits_and_shortest_sequence_are_accepted_at_their_bounds() -> None:
+    cfg = build_config(
+        "tiny",
+        ["data.tasks=[mrpc]", "data.train_limit=1", "data.eval_limit=1", "data.max_seq_length=3"],
+    )
+    assert (cfg.data.train_limit, cfg.data.eval_limit, cfg.data.max_seq_length) == (1, 1, 3)
+
+
+def test_teacher_weights_must_be_non_negative_with_a_positive_sum() -> None:
+    base = ["data.tasks=[mrpc]", "distill.teachers={mrpc: [a, b]}"]
+    for weights in ("[-1, 2]", "[0, 0]"):
+        with pytest.raises(ConfigError, match=r"distill\.teacher_weights\.mrpc="):
+            build_config("tiny", [*base, f"distill.teacher_weights={{mrpc: {weights}}}"])
+
+
+def _literal_values() -> list[tuple[str, str]]:
+    literal_fields = _fields_of(lambda tp: get_origin(tp) is Literal)
+    return [(key, value) for key, tp in literal_fields for value in get_args(tp)]
+
+
+LITERAL_VALUES = _literal_values()
+
+
+def test_the_literal_fields_are_found() -> None:
+    assert ("train.mixed_precision", "no") in LITERAL_VALUES
+    assert ("model.pooling", "mean") in LITERAL_VALUES
+
+
+@pytest.mark.parametrize(("key", "value"), LITERAL_VALUES)
+def test_every_documented_word_works_as_written(key: str, value: str, tmp_path: Path) -> None:
+    """On the command line and in a YAML file, where YAML 1.1 reads no/off/yes/on as booleans."""
+    section, name = key.split(".")
+    from_override = build_config("tiny", ["data.tasks=[mrpc]", f"{key}={value}"])
+    preset = tmp_path / "preset.yaml"
+    preset.write_text(f"data:\n  tasks: [mrpc]\n{section}:\n  {name}: {value}\n")
+    from_file = build_config(preset)
+    assert getattr(getattr(from_override, section), name) == value
+    assert getattr(getattr(from_file, section), name) == value
+    # ... and the saved config.yaml loads back to the same word.
+    again = build_config(None, base=yaml.safe_load(from_file.to_yaml()))
+    assert getattr(getattr(again, section), name) == value
+
+
+@pytest.mark.parametrize("word", ["no", "No", "NO", "off", "false"])
+def test_yaml_spellings_of_no_mean_no_mixed_precision(word: str) -> None:
+    cfg = build_config("tiny", ["data.tasks=[mrpc]", f"train.mixed_precision={word}"])
+    assert cfg.train.mixed_precision == "no"
+
+
+@pytest.mark.parametrize("override", ["model.pooling=no", "train.mixed_precision=yes"])
+def test_a_yaml_boolean_that_is_no_documented_word_is_refused_and_explained(
+    override: str,
+) -> None:
+    with pytest.raises(ConfigError, match=r"YAML's reading of yes/no/on/off\) is not one of"):
+        build_config("tiny", ["data.tasks=[mrpc]", override])
+
+
+def test_long_values_are_quoted_short() -> None:
+    with pytest.raises(ConfigError) as err:
+        build_config("tiny", ["data.tasks=[mrpc]", f"model.pooling={'x' * 100_000}"])
+    assert len(str(err.value)) < 300 and "100,000 characters" in str(err.value)

@@ -238,7 +238,7 @@ def test_missing_glue_file(tmp_path: Path) -> None:
     assert str(err.value) == (
         f"{tmp_path / 'QNLI/train.tsv'}: file not found. Task QNLI reads its train split from "
         f"<data_dir>/QNLI/train.tsv, the standard GLUE download layout (data_dir is {tmp_path}); "
-        f"download GLUE there or fix data_dir."
+        f"download GLUE there or fix data_dir (data.glue_dir)."
     )
 
 
@@ -247,8 +247,8 @@ def test_missing_glue_data_dir(tmp_path: Path) -> None:
         read_split(GLUE_TASKS["mrpc"], "train", tmp_path / "glue_data")
     assert str(err.value) == (
         f"{tmp_path / 'glue_data'}: GLUE data folder not found. Expected "
-        f"<data_dir>/MRPC/train.tsv, the standard GLUE download layout; set data_dir to the "
-        f"folder that holds MRPC/."
+        f"<data_dir>/MRPC/train.tsv, the standard GLUE download layout; set data_dir "
+        f"(data.glue_dir) to the folder that holds MRPC/."
     )
 
 
@@ -435,6 +435,61 @@ def test_jsonl_huge_integer_is_a_data_error(tmp_path: Path) -> None:
     _write(Path(spec.splits["train"]), b'{"id": ' + b"9" * 5000 + b', "a": "x"}\n')
     with pytest.raises(DataError, match=r"train\.jsonl:1: not valid JSON \("):
         read_split(spec, "train")
+
+
+# ----- user data is quoted only in short excerpts ------------------------------------------
+
+HUGE = "x" * 10_000_000  # a 10 MB cell or header: the message must stay one short line
+MESSAGE_LIMIT = 1_500
+
+
+def _bounded(message: str, *needles: str) -> None:
+    assert len(message) < MESSAGE_LIMIT and "\n" not in message
+    for needle in needles:
+        assert needle in message
+
+
+def test_a_huge_header_is_quoted_in_a_short_excerpt(tmp_path: Path) -> None:
+    columns = [f"{HUGE[:1_000]}{i}" for i in range(5_000)] + [HUGE]
+    path = _write(tmp_path / "RTE/train.tsv", ("\t".join(columns) + "\n0\ta\n").encode())
+    with pytest.raises(DataError) as err:
+        read_split(GLUE_TASKS["rte"], "train", tmp_path)
+    _bounded(str(err.value), f"{path}:1: the header has no column 'sentence1'", "and 4,985 more")
+
+
+@pytest.mark.parametrize(
+    ("yaml_extra", "content", "needle"),
+    [
+        ("", b"a,b,y\nfine,good," + HUGE.encode() + b"\n", "unknown label 'xxxx"),
+        ("id_column: id\n", f"id,a,b,y\n{HUGE},p,q,pos\n{HUGE},p,q,pos\n".encode(), "id 'xxx"),
+    ],
+    ids=["label", "repeated-id"],
+)
+def test_huge_cells_are_quoted_in_short_excerpts(
+    tmp_path: Path, yaml_extra: str, content: bytes, needle: str
+) -> None:
+    spec = _user_task(tmp_path, _yaml("csv", yaml_extra), {"train.csv": content})
+    with pytest.raises(DataError) as err:
+        read_split(spec, "train")
+    _bounded(str(err.value), needle, "10,000,000 characters", "train.csv:")
+
+
+def test_a_huge_regression_label_is_quoted_in_a_short_excerpt(tmp_path: Path) -> None:
+    row = STSB_ROW + "9" * 1_000_000 + "\n"
+    path = _write(tmp_path / "STS-B/train.tsv", (STSB_HEADER + row).encode())
+    with pytest.raises(DataError) as err:
+        read_split(GLUE_TASKS["stsb"], "train", tmp_path)
+    _bounded(str(err.value), f"{path}:2: label '999", "1,000,000 characters")
+
+
+def test_a_huge_value_in_a_task_yaml_is_quoted_in_a_short_excerpt(tmp_path: Path) -> None:
+    from bamkd.errors import ConfigError
+
+    long = HUGE[:100_000]  # YAML parses slowly; 100 kB shows the bound as well
+    (tmp_path / "task.yaml").write_text(_yaml("csv").replace("format: csv", f"format: {long}"))
+    with pytest.raises(ConfigError) as err:
+        load_task_yaml(tmp_path / "task.yaml")
+    _bounded(str(err.value), "key 'format'", "100,000 characters")
 
 
 # ----- hostile but valid input --------------------------------------------------------------

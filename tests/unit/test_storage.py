@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -12,7 +13,10 @@ from bamkd.storage import (
     RunLock,
     atomic_dir,
     atomic_path,
+    check_output_folder,
+    filesystem_error,
     read_json,
+    remove_stale_temporaries,
     write_json,
     write_text,
 )
@@ -145,3 +149,106 @@ def test_atomic_dir_clears_a_stale_temp_folder(tmp_path: Path) -> None:
         (tmp / "a").write_text("a", encoding="utf-8")
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["a"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+# ----- leftovers of interrupted writes, and file-system faults (issue 15) ---------------------
+
+
+def test_stale_temporaries_are_removed_by_their_names_only(tmp_path: Path) -> None:
+    ours = [
+        tmp_path / ".config.yaml.tmp123",
+        tmp_path / ".model.tmp4242",
+        tmp_path / ".model.old77",
+        tmp_path / "checkpoints" / ".step-00000004.tmp9",
+        tmp_path / "teacher_predictions" / ".mrpc.safetensors.tmp31",
+    ]
+    others = [
+        tmp_path / ".lock",
+        tmp_path / "notes.tmp1",  # not hidden
+        tmp_path / ".model.tmp",  # no process id
+        tmp_path / ".model.tmpfile",
+        tmp_path / "checkpoints" / "step-00000004" / "model.safetensors",
+        tmp_path / ".hidden",
+    ]
+    for path in ours[1:4]:
+        (path / "sub").mkdir(parents=True)
+        (path / "sub" / "weights").write_bytes(b"x")
+    for path in [ours[0], ours[4], *others]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    assert remove_stale_temporaries(tmp_path) == sorted(ours)
+    assert not any(p.exists() for p in ours)
+    assert all(p.exists() for p in others)
+    assert remove_stale_temporaries(tmp_path) == []
+
+
+def test_interrupted_atomic_writes_leave_names_the_cleanup_knows(tmp_path: Path) -> None:
+    """A SIGKILL skips the `finally` that deletes the temporary; copy each temporary mid-write
+    under another process id (a dead writer's leftover) and check the cleanup finds it."""
+    import shutil
+
+    target = tmp_path / "checkpoints" / "step-00000002"
+    with atomic_dir(target) as tmp:
+        (tmp / "w").write_text("x")
+        shutil.copytree(tmp, tmp.with_name(f"{tmp.name}0"))
+    with atomic_path(tmp_path / "config.yaml") as tmp:
+        tmp.write_text("a")
+        shutil.copy(tmp, tmp.with_name(f"{tmp.name}0"))
+    assert len(remove_stale_temporaries(tmp_path)) == 2
+    assert (target / "w").is_file() and (tmp_path / "config.yaml").is_file()
+
+
+def test_output_folder_that_is_a_file(tmp_path: Path) -> None:
+    f = tmp_path / "f"
+    f.write_text("x")
+    with pytest.raises(BamkdError, match=rf"^output_dir={f} is a file, not a folder; "):
+        check_output_folder(f, "output_dir")
+    with pytest.raises(
+        BamkdError, match=rf"^--out={f / 'a' / 'b'} lies under {f}, which is a file"
+    ):
+        check_output_folder(f / "a" / "b", "--out")
+    assert f.read_text() == "x"
+
+
+def test_output_folder_read_only_or_not_writable(tmp_path: Path, monkeypatch) -> None:
+    import bamkd.storage as storage
+
+    check_output_folder(tmp_path / "new" / "run", "output_dir")  # fine, and creates nothing
+    assert not (tmp_path / "new").exists()
+    monkeypatch.setattr(storage, "_read_only_mount", lambda folder: True)
+    with pytest.raises(BamkdError, match=rf"{tmp_path} is on a read-only file system; choose"):
+        check_output_folder(tmp_path / "run", "output_dir")
+    monkeypatch.setattr(storage, "_read_only_mount", lambda folder: False)
+    monkeypatch.setattr(storage.os, "access", lambda path, mode: False)
+    with pytest.raises(BamkdError, match=rf"permission denied to write in {tmp_path}; choose"):
+        check_output_folder(tmp_path / "run", "output_dir")
+
+
+@pytest.mark.parametrize(
+    ("code", "fix"),
+    [
+        (errno.ENOSPC, "free some disk space"),
+        (errno.EROFS, "writable file system"),
+        (errno.EACCES, "fix its permissions"),
+        (errno.ENOTDIR, "a file stands where a folder is needed"),
+    ],
+)
+def test_filesystem_errors_become_one_line_naming_the_path(code: int, fix: str) -> None:
+    error = filesystem_error(OSError(code, os.strerror(code), "/runs/x/model"))
+    assert error is not None and str(error).startswith("/runs/x/model: ") and fix in str(error)
+    assert "\n" not in str(error)
+    assert filesystem_error(OSError(errno.EIO, "I/O error", "/x")) is None  # a real fault
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_full_disk_while_writing_names_the_target_not_the_temporary(
+    tmp_path: Path, native: bool
+) -> None:
+    """safetensors words a full disk as its own error type with "(os error 28)"."""
+    target = tmp_path / "model"
+    with pytest.raises(OSError) as err, atomic_dir(target):
+        if native:
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / ".x.tmp1"))
+        raise RuntimeError("Error while serializing: I/O error: No space left (os error 28)")
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(target)
+    assert list(tmp_path.iterdir()) == []  # the temporary folder went too

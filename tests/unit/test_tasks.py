@@ -335,7 +335,7 @@ def test_glue_task_without_data_dir() -> None:
         read_split(GLUE_TASKS["mrpc"], "train")
     assert str(err.value) == (
         "task MRPC is a GLUE task and needs a data folder: expected <data_dir>/MRPC/train.tsv, "
-        "the standard GLUE download layout. Pass data_dir."
+        "the standard GLUE download layout. Pass data_dir (data.glue_dir in a run config)."
     )
 
 

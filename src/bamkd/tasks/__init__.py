@@ -4,7 +4,7 @@ This package is the only place that knows GLUE file layouts and user task files;
 downstream works with `TaskSpec` fields and `Example`s.
 """
 
-from bamkd.tasks.readers import Example, has_labels, read_split, split_path
+from bamkd.tasks.readers import Example, check_split_file, has_labels, read_split, split_path
 from bamkd.tasks.spec import (
     GLUE_TASKS,
     METRICS,
@@ -20,6 +20,7 @@ __all__ = [
     "Example",
     "TaskKind",
     "TaskSpec",
+    "check_split_file",
     "get_task",
     "has_labels",
     "load_task_yaml",

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bamkd.errors import ConfigError, DataError
+from bamkd.errors import ConfigError, DataError, excerpt, excerpt_list
 from bamkd.tasks.spec import Column, TaskSpec
 
-__all__ = ["Example", "has_labels", "read_split", "split_path"]
+__all__ = ["Example", "check_split_file", "has_labels", "read_split", "split_path"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,15 +134,28 @@ def split_path(spec: TaskSpec, split: str, data_dir: str | Path | None = None) -
     if data_dir is None:
         raise DataError(
             f"task {_display(spec)} is a GLUE task and needs a data folder: expected "
-            f"{layout_hint}. Pass data_dir."
+            f"{layout_hint}. Pass data_dir (data.glue_dir in a run config)."
         )
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(
-            f"{data_dir}: GLUE data folder not found. Expected {layout_hint}; set data_dir to "
+            f"{data_dir}: GLUE data folder not found. Expected {layout_hint}; set data_dir "
+            "(data.glue_dir) to "
             f"the folder that holds {rel.parts[0]}/."
         )
     return data_dir / rel
+
+
+def check_split_file(spec: TaskSpec, split: str, data_dir: str | Path | None = None) -> Path:
+    """The file of `split`, checked to exist without reading it (so a run can refuse a missing
+    file before it creates anything). Raises the same errors `read_split` would."""
+    path = split_path(spec, split, data_dir)
+    if path.is_file():
+        return path
+    reader = _Reader(spec, split, path, _layout(spec, has_labels(spec, split)), data_dir)
+    if path.is_dir():
+        raise reader.error(None, "is a folder, not a file", reader.fix_file())
+    raise reader.missing()
 
 
 def read_split(
@@ -267,7 +280,8 @@ class _Reader:
             return DataError(
                 f"{self.path}: file not found. Task {_display(self.spec)} reads its "
                 f"{self.split} split from <data_dir>/{rel}, the standard GLUE download layout "
-                f"(data_dir is {self.data_dir}); download GLUE there or fix data_dir."
+                f"(data_dir is {self.data_dir}); download GLUE there or fix data_dir "
+                "(data.glue_dir)."
             )
         return DataError(
             f"{self.path}: file not found. Task {self.spec.name!r} reads its {self.split} split "
@@ -375,8 +389,7 @@ class _Reader:
             if not hits:
                 raise self.error(
                     line,
-                    f"the header has no column {col!r}; its columns are "
-                    f"{', '.join(repr(n) for n in names)}",
+                    f"the header has no column {col!r}; its columns are {excerpt_list(names)}",
                     self.fix_setting(key),
                 )
             if len(hits) > 1:
@@ -513,8 +526,8 @@ class _Reader:
             if key in seen:
                 raise self.error(
                     line,
-                    f"id {key!r} in column {_column_name(layout.id_column)} repeats the id on "
-                    f"line {seen[key]}",
+                    f"id {excerpt(key)} in column {_column_name(layout.id_column)} repeats the "
+                    f"id on line {seen[key]}",
                     "Ids must be unique within a file; fix the id"
                     + ("." if self.glue else " or drop id_column to number rows instead."),
                 )
@@ -541,7 +554,8 @@ class _Reader:
                     fix += f", or add it to label_names in {spec.source or 'the task'}"
                 raise self.error(
                     line,
-                    f"unknown label {raw!r} in column {col}; {_display(spec)} labels are {allowed}",
+                    f"unknown label {excerpt(raw)} in column {col}; {_display(spec)} labels are "
+                    f"{allowed}",
                     fix + ".",
                 ) from None
         lo, hi = spec.regression_range
@@ -556,7 +570,7 @@ class _Reader:
         if not math.isfinite(value):
             raise self.error(
                 line,
-                f"label {raw!r} in column {col} {problem}",
+                f"label {excerpt(raw)} in column {col} {problem}",
                 f"{_display(spec)} labels are numbers in {span}, e.g. {(lo + hi) / 2:g}.",
             )
         if not lo <= value <= hi:
@@ -564,7 +578,7 @@ class _Reader:
             if not self.glue:
                 fix += f", or widen regression_range in {spec.source or 'the task'}"
             raise self.error(
-                line, f"label {raw!r} in column {col} is outside the range {span}", fix + "."
+                line, f"label {excerpt(raw)} in column {col} is outside the range {span}", fix + "."
             )
         return value
 

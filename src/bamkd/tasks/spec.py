@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
-from bamkd.errors import ConfigError
+from bamkd.errors import ConfigError, excerpt
 
 __all__ = [
     "CLASSIFICATION_METRICS",
@@ -445,36 +445,36 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
         )
 
     def fail(key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{path}: key {key!r}: {problem}")
+        return ConfigError(f"{path}: key {excerpt(key)}: {problem}")
 
     for key in doc:
         if key not in _YAML_KEYS:
             close = difflib.get_close_matches(str(key), _YAML_KEYS, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(
-                f"{path}: unknown key {key!r}.{hint} Allowed keys: {', '.join(_YAML_KEYS)}."
+                f"{path}: unknown key {excerpt(key)}.{hint} Allowed keys: {', '.join(_YAML_KEYS)}."
             )
     for key in ("name", "format", "files", "text_columns"):
         if key not in doc:
-            raise ConfigError(f"{path}: missing required key {key!r}.")
+            raise ConfigError(f"{path}: missing required key {excerpt(key)}.")
 
     name = doc["name"]
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise fail(
             "name",
-            f"{name!r} is not allowed; use lower-case letters, digits and underscores, "
+            f"{excerpt(name)} is not allowed; use lower-case letters, digits and underscores, "
             f"starting with a letter (e.g. 'my_task').",
         )
     if _normalise(name) in _GLUE_ALIASES:
-        raise fail("name", f"{name!r} is a GLUE task name; choose another name.")
+        raise fail("name", f"{excerpt(name)} is a GLUE task name; choose another name.")
 
     fmt = doc["format"]
     if fmt not in USER_FORMATS:
-        raise fail("format", f"must be one of {', '.join(USER_FORMATS)}, got {fmt!r}.")
+        raise fail("format", f"must be one of {', '.join(USER_FORMATS)}, got {excerpt(fmt)}.")
 
     header = doc.get("header", True)
     if not isinstance(header, bool):
-        raise fail("header", f"must be true or false, got {header!r}.")
+        raise fail("header", f"must be true or false, got {excerpt(header)}.")
     if fmt == "jsonl" and "header" in doc:
         raise fail("header", "only applies to csv and tsv files; remove it for jsonl.")
 
@@ -486,11 +486,11 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
         if not isinstance(split, str) or not _NAME_RE.match(split):
             raise fail(
                 "files",
-                f"split name {split!r} is not allowed; use lower-case letters, digits and "
+                f"split name {excerpt(split)} is not allowed; use lower-case letters, digits and "
                 f"underscores (train, dev, test, ...).",
             )
         if not isinstance(file, str) or not file:
-            raise fail("files", f"files.{split} must be a file path, got {file!r}.")
+            raise fail("files", f"files.{split} must be a file path, got {excerpt(file)}.")
         # Relative paths are relative to the YAML file, so a task folder can move as a whole.
         splits[split] = str((path.parent / file).resolve())
 
@@ -501,18 +501,19 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise fail(
                     key,
-                    f"with header: false, columns are 0-based numbers, got {value!r}.",
+                    f"with header: false, columns are 0-based numbers, got {excerpt(value)}.",
                 )
         elif not isinstance(value, str) or not value:
             what = "JSON key" if fmt == "jsonl" else "column name from the header"
-            raise fail(key, f"must be a {what}, got {value!r}.")
+            raise fail(key, f"must be a {what}, got {excerpt(value)}.")
         return value
 
     text_columns = doc["text_columns"]
     if not isinstance(text_columns, list) or len(text_columns) not in (1, 2):
         raise fail(
             "text_columns",
-            f"must list one column (single sentence) or two (sentence pair), got {text_columns!r}.",
+            "must list one column (single sentence) or two (sentence pair), got "
+            f"{excerpt(text_columns)}.",
         )
     texts = tuple(column("text_columns", c) for c in text_columns)
     label_column = doc.get("label_column")
@@ -536,7 +537,7 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
         kind: TaskKind = "classification"
         raw = doc["label_names"]
         if not isinstance(raw, list) or len(raw) < 2:
-            raise fail("label_names", f"must list at least two labels, got {raw!r}.")
+            raise fail("label_names", f"must list at least two labels, got {excerpt(raw)}.")
         names = []
         for value in raw:
             # YAML reads yes/no/true/false as booleans; str(True) would silently become "True".
@@ -547,7 +548,7 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
                     f'such as yes, no, on, off, true, false, e.g. ["no", "yes"].',
                 )
             if not isinstance(value, str | int):
-                raise fail("label_names", f"labels must be strings, got {value!r}.")
+                raise fail("label_names", f"labels must be strings, got {excerpt(value)}.")
             names.append(str(value))
         label_names = tuple(names)
     else:
@@ -558,7 +559,7 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
             or len(raw) != 2
             or any(isinstance(v, bool) or not isinstance(v, int | float) for v in raw)
         ):
-            raise fail("regression_range", f"must be two numbers [lo, hi], got {raw!r}.")
+            raise fail("regression_range", f"must be two numbers [lo, hi], got {excerpt(raw)}.")
         regression_range = (float(raw[0]), float(raw[1]))
 
     metrics = doc.get(
@@ -571,18 +572,19 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
         if metric not in allowed:
             raise fail(
                 "metrics",
-                f"{metric!r} does not apply to a {kind} task; choose from {', '.join(allowed)}.",
+                f"{excerpt(metric)} does not apply to a {kind} task; choose from "
+                f"{', '.join(allowed)}.",
             )
 
     symmetric = doc.get("symmetric", False)
     if not isinstance(symmetric, bool):
-        raise fail("symmetric", f"must be true or false, got {symmetric!r}.")
+        raise fail("symmetric", f"must be true or false, got {excerpt(symmetric)}.")
     if symmetric and len(texts) != 2:
         raise fail("symmetric", "only applies to sentence-pair tasks (two text_columns).")
 
     display_name = doc.get("display_name", name)
     if not isinstance(display_name, str) or not display_name:
-        raise fail("display_name", f"must be a non-empty string, got {display_name!r}.")
+        raise fail("display_name", f"must be a non-empty string, got {excerpt(display_name)}.")
 
     try:
         return TaskSpec(
