@@ -282,3 +282,98 @@ def test_split_micro_keeps_order_and_drops_empty() -> None:
     assert [p.tolist() for p in parts] == [[0, 1, 2], [3, 4]]
     parts = split_micro(np.arange(2), 4)
     assert [p.tolist() for p in parts] == [[0], [1]]
+
+
+# --------------------------------------------------------------------------------------------
+# The authors' reference multiples, explicit multiples, and mixed batches
+# --------------------------------------------------------------------------------------------
+
+# The study's five tasks as loaded: SST-2 cut to its first 8,551 rows, MRPC and STS-B doubled.
+STUDY_SIZES = {"cola": 8551, "sst2": 8551, "mrpc": 7336, "stsb": 11498, "rte": 2490}
+
+
+def test_loaded_size_multiples_collapse_to_one_on_the_study_subset() -> None:
+    assert set(bam_task_weights(STUDY_SIZES).multiples.values()) == {1}
+
+
+def test_reference_multiples_keep_the_papers_exposure_on_a_subset() -> None:
+    w = make_task_weighting("reference", STUDY_SIZES)
+    assert w.multiples == {"cola": 3, "sst2": 2, "mrpc": 3, "stsb": 2, "rte": 4}
+    # 8551*3 + 8551*2 + 7336*3 + 11498*2 + 2490*4 = 97,719 rows; ceil(/128) = 764 batches,
+    # 4,584 steps over 6 epochs (the issue's count).
+    plan = BatchPlan(STUDY_SIZES, w, 128, seed=0)
+    assert plan.epoch_size == 97_719
+    assert plan.total_steps(6) == 4_584
+    # Loss weights are the authors' over all eight tasks (8 * normalised w_t / n_t), so a subset
+    # keeps the per-example weights of the full run: MRPC's and CoLA's by hand.
+    total = sum(s**0.75 for s in GLUE_REFERENCE.values())
+    raw = {t: s**0.75 / total / (s * m) for t, (s, m) in GLUE_REFERENCE_MULTIPLES.items()}
+    norm = sum(raw.values())
+    for task in ("cola", "mrpc", "rte"):
+        assert w.loss_weights[task] == pytest.approx(8 * raw[task] / norm)
+
+
+GLUE_REFERENCE = {
+    "cola": 8551,
+    "mnli": 392702,
+    "mrpc": 7336,
+    "qnli": 108436,
+    "qqp": 363869,
+    "sst2": 67349,
+    "stsb": 11498,
+    "rte": 2490,
+}
+GLUE_REFERENCE_MULTIPLES = {
+    t: (s, m)
+    for (t, s), m in zip(GLUE_REFERENCE.items(), [3, 1, 3, 1, 1, 2, 2, 4])
+}
+
+
+def test_reference_weighting_refuses_tasks_outside_glue() -> None:
+    with pytest.raises(ValueError, match="task_weighting=bam"):
+        make_task_weighting("reference", {"cola": 10, "my_task": 5})
+
+
+def test_explicit_multiples_override_and_keep_task_mass_proportional() -> None:
+    sizes = {"a": 1000, "b": 100}
+    w = make_task_weighting("bam", sizes, multiples={"b": 5})
+    assert w.multiples == {"a": 1, "b": 5}
+    mass = {t: sizes[t] * w.multiples[t] * w.loss_weights[t] for t in sizes}
+    assert mass["a"] / mass["b"] == pytest.approx((1000 / 100) ** 0.75)
+
+
+def test_explicit_multiples_must_name_trained_tasks_and_a_multiple_weighting() -> None:
+    with pytest.raises(ValueError, match="not trained"):
+        make_task_weighting("bam", {"a": 10}, multiples={"z": 2})
+    with pytest.raises(ValueError, match="needs task_weighting"):
+        make_task_weighting("concat", {"a": 10}, multiples={"a": 2})
+
+
+def _composition(length_grouped: bool) -> tuple[float, float]:
+    """Mean share of a batch's most common task, and the share of batches without RTE."""
+    rng = np.random.default_rng(0)
+    # Typical token lengths per task: CoLA short, RTE long, the others between.
+    typical = {"cola": 11, "sst2": 13, "mrpc": 52, "stsb": 31, "rte": 70}
+    lengths = np.concatenate(
+        [rng.poisson(typical[t], size=n).clip(3, 128) for t, n in STUDY_SIZES.items()]
+    )
+    w = make_task_weighting("reference", STUDY_SIZES)
+    plan = BatchPlan(STUDY_SIZES, w, 128, 0, lengths, length_grouped)
+    shares, no_rte = [], []
+    for rows in plan.epoch_batches(0):
+        counts = np.bincount(plan.task_index(rows), minlength=5)
+        shares.append(counts.max() / len(rows))
+        no_rte.append(counts[4] == 0)
+    return float(np.mean(shares)), float(np.mean(no_rte))
+
+
+def test_mixed_batches_carry_the_task_mixture_and_grouped_ones_do_not() -> None:
+    mixed_share, mixed_no_rte = _composition(length_grouped=False)
+    grouped_share, grouped_no_rte = _composition(length_grouped=True)
+    # Mixed: each batch's largest task near its epoch share (the largest, 25,653 of 97,719 rows
+    # = 0.26, plus sampling noise), and RTE (9,960 rows, ~13 a batch) in essentially every batch.
+    assert mixed_share < 0.40
+    assert mixed_no_rte < 0.01
+    # Grouped by length: batches hold mostly one task, and many hold no RTE row at all.
+    assert grouped_share > 0.55
+    assert grouped_no_rte > 0.30
