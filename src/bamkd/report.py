@@ -175,6 +175,7 @@ def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
     lines.append("")
     lines += _significance(scores, averages, tasks)
     lines += _pairs_table(exp, scores)
+    lines += _exposure_table(runs, tasks)
     lines += _compute_table(runs)
     buf = io.StringIO()
     csv.writer(buf).writerows(rows_csv)
@@ -253,6 +254,55 @@ def _pairs_table(exp, scores) -> list[str]:
             lines.append(
                 f"| (all tasks: {LABELS[k]}) | {_cell(list(scores[k][target].values()))} |"
             )
+    lines.append("")
+    return lines
+
+
+def _exposure_table(runs: Sequence[Any], tasks: Sequence[str]) -> list[str]:
+    """Passes over each task's data and steps that see it, per variant (its first seed's runs).
+
+    Computed from each run's saved config and batch plan (bamkd.exposure); a run whose data
+    or tokenizer cannot be read here is left out with a note, never failing the report.
+    """
+    from bamkd.config import RunConfig, from_dict, load_yaml
+    from bamkd.exposure import task_exposure
+    from bamkd.runs import CONFIG_NAME
+
+    cells: dict[str, dict[str, str]] = defaultdict(dict)
+    first_seed: dict[str, int] = {}
+    skipped = 0
+    for run in sorted(runs, key=lambda r: r.seed):
+        if run.variant.startswith("pairs_") or not is_finished(run.folder):
+            continue
+        if first_seed.setdefault(run.variant, run.seed) != run.seed:
+            continue
+        try:
+            cfg = from_dict(RunConfig, load_yaml(Path(run.folder) / CONFIG_NAME))
+            exposure = task_exposure(cfg)
+        except Exception as exc:  # noqa: BLE001 - a report never fails on one run
+            log.warning("report: no task exposure for %s (%s)", run.folder, exc)
+            skipped += 1
+            continue
+        for task, e in exposure.items():
+            cells[run.variant][task] = (
+                f"{e.passes:.0f} ({e.copies_per_epoch}x) / {e.steps_with_task} of {e.steps}"
+            )
+    if not cells:
+        return []
+    lines = [
+        "Task exposure: passes over each task's training rows (copies per epoch) / optimiser "
+        "steps whose batch holds the task, of all steps (first seed of each variant):",
+        "",
+        "| Model | " + " | ".join(tasks) + " |",
+        "|" + "---|" * (len(tasks) + 1),
+    ]
+    order = [v for v in TABLE_ORDER if v in cells]
+    for v in order:
+        lines.append(
+            f"| {LABELS.get(v, v)} | " + " | ".join(cells[v].get(t, "") for t in tasks) + " |"
+        )
+    if skipped:
+        lines.append(f"({skipped} runs left out: their data or tokenizer could not be read)")
     lines.append("")
     return lines
 

@@ -81,6 +81,18 @@ def test_full_pipeline_then_rerun_skips_everything(tmp_path, glue_fixture_dir):
     for row in ("| Single | 1 |", "| Multi | 1 |", "| Single->Multi (BAM) | 1 |"):
         assert row in report
     assert "Mann-Whitney" in report
+    # Exposure: one epoch, no multiples at these sizes: one pass over every task; a single-task
+    # run has its task in every step.
+    exposure = report.split("Task exposure")[1].split("\n\n")[1].splitlines()
+    single_row = next(x for x in exposure if x.startswith("| Single |"))
+    cells = [c.strip() for c in single_row.strip("|").split("|")][1:]
+    assert len(cells) == 3
+    for cell in cells:
+        passes, steps = cell.split(" / ")
+        assert passes == "1 (1x)"
+        seen, total = steps.split(" of ")
+        assert seen == total
+    assert any(x.startswith("| Multi |") for x in exposure)
     # Compute: one row per variant with its run count, and a total that adds up the runs'
     # recorded training-loop times and the teachers' prediction times.
     assert "| Single | 3 |" in report and "| Multi | 1 |" in report
