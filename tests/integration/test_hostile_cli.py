@@ -113,6 +113,24 @@ def test_a_missing_data_file_is_refused_before_the_run_folder_exists(
     )
 
 
+def test_a_header_without_a_needed_column_is_refused_before_the_run_folder_exists(tmp_path, capsys):
+    """A 10 MB one-line header: quoted in a short excerpt, and found before anything is made."""
+    glue, out = tmp_path / "glue", tmp_path / "run"
+    (glue / "RTE").mkdir(parents=True)
+    header = "\t".join(f"c{i}{'y' * 200}" for i in range(50_000))
+    for split in ("train", "dev"):
+        (glue / "RTE" / f"{split}.tsv").write_text(f"{header}\na\tb\n")
+    args = ["train", "--config", "tiny", "data.tasks=[rte]", f"data.glue_dir={glue}"]
+    line = refused(
+        capsys,
+        [*args, f"output_dir={out}"],
+        f"{glue / 'RTE' / 'train.tsv'}:1: the header has no column 'sentence1'",
+        "and 49,984 more",
+        absent=(out,),
+    )
+    assert len(line) < 1_500
+
+
 def test_max_seq_length_at_the_tokenizer_bound_trains_and_truncates(demo_suite, tmp_path):
     """5 holds [CLS] a [SEP] b [SEP] for the pair task: accepted, and every row fits."""
     from bamkd.config import build_config

@@ -147,12 +147,14 @@ def split_path(spec: TaskSpec, split: str, data_dir: str | Path | None = None) -
 
 
 def check_split_file(spec: TaskSpec, split: str, data_dir: str | Path | None = None) -> Path:
-    """The file of `split`, checked to exist without reading it (so a run can refuse a missing
-    file before it creates anything). Raises the same errors `read_split` would."""
+    """The file of `split`, checked to exist and, where it has one, its header line to name the
+    columns the task reads; no row is read. A run calls this before it creates anything. Raises
+    the same errors `read_split` would."""
     path = split_path(spec, split, data_dir)
-    if path.is_file():
-        return path
     reader = _Reader(spec, split, path, _layout(spec, has_labels(spec, split)), data_dir)
+    if path.is_file():
+        reader.check_header()
+        return path
     if path.is_dir():
         raise reader.error(None, "is a folder, not a file", reader.fix_file())
     raise reader.missing()
@@ -381,6 +383,23 @@ class _Reader:
             what = "no examples after the header line" if layout.header else "the file is empty"
             raise self.error(None, what, self.fix_file())
         return examples
+
+    def check_header(self) -> None:
+        """Read only the header line (layouts that have one) and check the columns it names."""
+        if self.layout.format == "jsonl" or not self.layout.header:
+            return
+        records = self.records()
+        try:
+            with _no_csv_field_limit():
+                first = next(records, None)
+        except UnicodeDecodeError:
+            raise self.bad_utf8() from None
+        finally:
+            records.close()
+        if first is None:
+            raise self.error(None, "the file is empty", self.fix_file())
+        line, names = first
+        self.resolve_header(line, [n.strip() for n in names])
 
     def resolve_header(self, line: int, names: list[str]) -> dict[Column, int]:
         index: dict[Column, int] = {}
