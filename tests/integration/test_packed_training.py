@@ -44,10 +44,23 @@ def _records(run: Path) -> list[dict]:
     return [r for r in map(json.loads, lines) if "loss" in r]
 
 
-def test_packed_training_matches_padded_training(demo_suite, tmp_path):
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_packed_training_matches_padded_training(demo_suite, tmp_path, accumulation):
+    """Also with gradient accumulation: each micro-batch is packed on its own, and the summed
+    loss gives the step the same gradient."""
     padded, packed = tmp_path / "padded", tmp_path / "packed"
     train(build_config("tiny", _overrides(demo_suite, padded, "data.packing=false")))
-    train(build_config("tiny", _overrides(demo_suite, packed, "data.packing=true")))
+    train(
+        build_config(
+            "tiny",
+            _overrides(
+                demo_suite,
+                packed,
+                "data.packing=true",
+                f"train.grad_accumulation={accumulation}",
+            ),
+        )
+    )
     a, b = _weights(padded), _weights(packed)
     assert a.keys() == b.keys()
     for name in a:
@@ -59,7 +72,8 @@ def test_packed_training_matches_padded_training(demo_suite, tmp_path):
     # Packed rows leave almost nothing unused; mixed padded batches waste a good share.
     packed_padding = sum(r["padding"] for r in rec_b) / len(rec_b)
     padded_padding = sum(r["padding"] for r in rec_a) / len(rec_a)
-    assert packed_padding < 0.5 * padded_padding
+    # (Deterministic: about 0.1 packed against 0.34 padded; 0.17 in micro-batches of 8.)
+    assert packed_padding < 0.6 * padded_padding
     assert all(r["tokens_per_s"] > 0 for r in rec_b)
 
 
@@ -80,3 +94,14 @@ def test_packing_applies_to_mixed_batches_only():
     assert _packing(mixed, bert) == 0
     assert _packing(grouped, bert) is None
     assert _packing(off, bert) is None
+
+
+def test_packed_training_in_bf16_with_dropout_trains(demo_suite, tmp_path):
+    out = tmp_path / "bf16"
+    overrides = _overrides(demo_suite, out, "train.mixed_precision=bf16", "train.epochs=2")
+    overrides = [o for o in overrides if "dropout" not in o]  # the preset's dropout, fast path
+    metrics = train(build_config("tiny", overrides))
+    records = _records(out)
+    assert all(torch.isfinite(torch.tensor(list(r["loss"].values()))).all() for r in records)
+    assert records[-1]["padding"] < 0.2
+    assert set(metrics) == {"demo_sentiment", "demo_rating", "demo_agreement"}
