@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -254,6 +255,7 @@ class MultiTaskModel(nn.Module):
         hidden = out.last_hidden_state
         if self.pooling == "cls":
             return hidden[:, 0]
+        assert attention_mask is not None, "mean pooling of a padded batch needs its mask"
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
 
@@ -265,22 +267,23 @@ class MultiTaskModel(nn.Module):
         segments: torch.Tensor,
         example_starts: torch.Tensor,
     ) -> torch.Tensor:
+        encoder: Any = self.encoder  # a transformers model: config, pooler, embeddings
         mask = block_diagonal_mask(segments)
-        if getattr(self.encoder.config, "_attn_implementation", None) == "eager":
+        if getattr(encoder.config, "_attn_implementation", None) == "eager":
             # Eager attention adds its mask to the scores; the others take a boolean one.
-            dtype = self.encoder.get_input_embeddings().weight.dtype
+            dtype = encoder.get_input_embeddings().weight.dtype
             mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
                 ~mask, torch.finfo(dtype).min
             )
         kwargs = {"input_ids": input_ids, "attention_mask": mask, "position_ids": position_ids}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
-        hidden = self.encoder(**kwargs).last_hidden_state
+        hidden = encoder(**kwargs).last_hidden_state
         flat = hidden.reshape(-1, hidden.shape[-1])
         if self.pooling in ("pooler", "cls"):
             first = flat[example_starts]
             # The pooler reads position 0 of each sequence; give it each example's first token.
-            return self.encoder.pooler(first[:, None]) if self.pooling == "pooler" else first
+            return encoder.pooler(first[:, None]) if self.pooling == "pooler" else first
         seg = segments.reshape(-1)
         real = seg >= 0
         sums = flat.new_zeros(len(example_starts), flat.shape[-1]).index_add(

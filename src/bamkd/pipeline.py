@@ -353,9 +353,7 @@ class Planner:
         self.bam(seed, run_id=f"{variant}/seed{seed}", variant=variant, extra=extra)
 
     def _plan_bam_grouped(self, seed: int) -> None:
-        self._ablation(
-            seed, "bam_grouped", {"data": {"length_grouped": True, "packing": False}}
-        )
+        self._ablation(seed, "bam_grouped", {"data": {"length_grouped": True, "packing": False}})
 
     def _plan_bam_loaded_multiples(self, seed: int) -> None:
         self._ablation(seed, "bam_loaded_multiples", {"train": {"task_weighting": "bam"}})

@@ -515,7 +515,8 @@ def _packing(cfg: RunConfig, encoder: torch.nn.Module) -> int | None:
     if reason is not None:
         log.warning("data.packing: %s; training on padded batches instead", reason)
         return None
-    return first_position(encoder.config.model_type, encoder.config)
+    config = getattr(encoder, "config", None)
+    return first_position(getattr(config, "model_type", ""), config)
 
 
 def model_inputs(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

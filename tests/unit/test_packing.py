@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tests.conftest import SHARED_GLUE
 
 from bamkd.data import ExampleStore, load_encoded
 from bamkd.fast_dropout import install_fast_dropout
@@ -13,7 +14,6 @@ from bamkd.packing import block_diagonal_mask, first_fit_decreasing, first_posit
 from bamkd.tasks import get_task
 from bamkd.tasks.spec import load_task_yaml
 from bamkd.train import TaskTraining, batch_loss
-from tests.conftest import SHARED_GLUE
 
 
 def test_first_fit_decreasing_places_every_example_once_within_capacity():

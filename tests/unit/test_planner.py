@@ -49,9 +49,7 @@ def test_same_seed_ablation_and_offset_zero_reuse_the_teachers_seed():
 
 
 def test_each_ablation_puts_back_one_setting():
-    runs = _plan(
-        ["bam_grouped", "bam_loaded_multiples", "bam_sigmoid_head", "bam_linear_head"]
-    )
+    runs = _plan(["bam_grouped", "bam_loaded_multiples", "bam_sigmoid_head", "bam_linear_head"])
     grouped = runs["bam_grouped/seed3"].config
     assert grouped["data"]["length_grouped"] is True and grouped["data"]["packing"] is False
     assert runs["bam_loaded_multiples/seed3"].config["train"]["task_weighting"] == "bam"

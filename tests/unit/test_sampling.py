@@ -324,8 +324,7 @@ GLUE_REFERENCE = {
     "rte": 2490,
 }
 GLUE_REFERENCE_MULTIPLES = {
-    t: (s, m)
-    for (t, s), m in zip(GLUE_REFERENCE.items(), [3, 1, 3, 1, 1, 2, 2, 4])
+    t: (s, m) for (t, s), m in zip(GLUE_REFERENCE.items(), [3, 1, 3, 1, 1, 2, 2, 4])
 }
 
 
