@@ -53,7 +53,16 @@ class DataConfig:
     tasks: list[str] = field(default_factory=list)
     """Task names: GLUE names (``mrpc``, ``SST-2``…) or names of user tasks from ``task_files``."""
     glue_dir: str | None = None
-    """Folder in the standard GLUE layout (``<dir>/MRPC/train.tsv`` …)."""
+    """Folder in the standard GLUE layout (``<dir>/MRPC/train.tsv`` …); with
+    ``glue_source=parquet`` a copy of the hub's GLUE repository (``<dir>/mrpc/train-*.parquet``)."""
+    glue_source: Literal["tsv", "parquet", "hub"] = "tsv"
+    """Where GLUE tasks come from: ``tsv`` (the GLUE download in ``glue_dir``), ``parquet`` (the
+    hub's nyu-mll/glue Parquet layout in ``glue_dir``) or ``hub`` (``glue_dataset`` through
+    Hugging Face ``datasets``, needs a network or a filled cache). The same rows, labels, ids and
+    metrics from each (QQP train/dev ids excepted: the hub drops the pair ids the TSV keys them
+    by). ``parquet`` and ``hub`` need ``pip install 'bamkd[datasets]'``."""
+    glue_dataset: str = "nyu-mll/glue"
+    """Hub id of the GLUE dataset for ``glue_source=hub``."""
     task_files: list[str] = field(default_factory=list)
     """YAML files describing user-defined tasks."""
     max_seq_length: int = 128

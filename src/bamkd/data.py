@@ -27,6 +27,7 @@ from bamkd.progress import progress_bar
 from bamkd.storage import atomic_path
 from bamkd.tasks import Example, TaskSpec, read_split
 from bamkd.tasks.readers import split_path
+from bamkd.tasks.spec import TABLE_FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,17 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def split_fingerprint(spec: TaskSpec, split: str, data_dir: str | Path | None) -> str:
+    """What identifies the data of a split: the SHA-256 of its file (or of its Parquet files or
+    save_to_disk folder), or a hub dataset's own fingerprint. Keys the token cache."""
+    if spec.format in TABLE_FORMATS:
+        from bamkd.tasks.tables import table_fingerprint
+
+        return table_fingerprint(spec, split, data_dir)
+    source = split_path(spec, split, data_dir)
+    return file_digest(source) if source.is_file() else str(source)
+
+
 def load_encoded(
     spec: TaskSpec,
     split: str,
@@ -155,12 +167,11 @@ def load_encoded(
     cache_dir: str | Path | None = None,
 ) -> Encoded:
     """Read, optionally double, tokenize and cache one split; reuse the cache when it is valid."""
-    source = split_path(spec, split, data_dir)
     key_parts = {
         "version": CACHE_VERSION,
         "spec": spec.to_dict(),
         "split": split,
-        "file": file_digest(source) if source.is_file() else str(source),
+        "file": split_fingerprint(spec, split, data_dir),
         "tokenizer": tokenizer_fingerprint(tokenizer),
         "max_length": max_length,
         "limit": limit,

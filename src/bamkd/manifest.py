@@ -27,7 +27,7 @@ from bamkd.data import file_digest
 from bamkd.errors import BamkdError
 from bamkd.runs import task_specs
 from bamkd.storage import read_json, write_json
-from bamkd.tasks import split_path
+from bamkd.tasks.tables import digest_files, hub_fingerprint, location_files, table_location
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +144,22 @@ def data_fingerprints(data_files: Mapping[str, str]) -> dict[str, dict[str, Any]
     """``{"task/split": {"path", "sha256", "bytes"}}``; sha256 and bytes are null if unreadable."""
     out: dict[str, dict[str, Any]] = {}
     for key, file in data_files.items():
+        if file.startswith("hub:"):
+            # A hub split: its `datasets` fingerprint, as the token cache keys it.
+            out[key] = {"path": file, "sha256": hub_fingerprint(file), "bytes": None}
+            continue
         path = Path(file)
         entry: dict[str, Any] = {"path": str(path.resolve()), "sha256": None, "bytes": None}
         try:
-            entry["sha256"] = file_digest(path)
-            entry["bytes"] = path.stat().st_size
+            if path.is_file():
+                entry["sha256"] = file_digest(path)
+                entry["bytes"] = path.stat().st_size
+            else:  # Parquet shards or a save_to_disk split folder
+                files = location_files(path)
+                if not files:
+                    raise FileNotFoundError(2, "no data files", str(path))
+                entry["sha256"] = digest_files(files)
+                entry["bytes"] = sum(f.stat().st_size for f in files)
         except OSError as exc:
             log.warning("run manifest: cannot fingerprint %s (%s)", path, exc)
         out[key] = entry
@@ -168,7 +179,7 @@ def run_data_files(cfg: RunConfig) -> dict[str, str]:
             if split not in spec.splits:
                 continue
             try:
-                files[f"{name}/{split}"] = str(split_path(spec, split, cfg.data.glue_dir))
+                files[f"{name}/{split}"] = table_location(spec, split, cfg.data.glue_dir)
             except BamkdError as exc:
                 log.warning("run manifest: no fingerprint for %s/%s (%s)", name, split, exc)
     return files

@@ -13,7 +13,7 @@ from pathlib import Path
 from bamkd.config import DataConfig, RunConfig, from_dict, load_yaml
 from bamkd.errors import BamkdError
 from bamkd.storage import read_json
-from bamkd.tasks import TaskSpec, get_task, load_task_yaml
+from bamkd.tasks import GLUE_TASKS, TaskSpec, get_task, glue_task, load_task_yaml
 
 CONFIG_NAME = "config.yaml"
 STATE_NAME = "trainer_state.json"
@@ -57,4 +57,9 @@ def task_specs(data: DataConfig) -> dict[str, TaskSpec]:
     """The specs of ``data.tasks``, user tasks from ``data.task_files`` included, in order."""
     user = {spec.name: spec for spec in (load_task_yaml(p) for p in data.task_files)}
     specs = [get_task(name, user_tasks=user) for name in data.tasks]
+    if data.glue_source != "tsv":
+        specs = [
+            glue_task(s.name, data.glue_source, data.glue_dataset) if s.name in GLUE_TASKS else s
+            for s in specs
+        ]
     return {spec.name: spec for spec in specs}

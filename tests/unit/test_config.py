@@ -356,7 +356,9 @@ def test_every_documented_word_works_as_written(key: str, value: str, tmp_path: 
     section, name = key.split(".")
     from_override = build_config("tiny", ["data.tasks=[mrpc]", f"{key}={value}"])
     preset = tmp_path / "preset.yaml"
-    preset.write_text(f"data:\n  tasks: [mrpc]\n{section}:\n  {name}: {value}\n")
+    # One data section (a second "data:" key would replace the first).
+    tail = f"  {name}: {value}\n" if section == "data" else f"{section}:\n  {name}: {value}\n"
+    preset.write_text(f"data:\n  tasks: [mrpc]\n{tail}")
     from_file = build_config(preset)
     assert getattr(getattr(from_override, section), name) == value
     assert getattr(getattr(from_file, section), name) == value

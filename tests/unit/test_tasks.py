@@ -418,7 +418,7 @@ label_column: label
             BASE_YAML + "labels: [a, b]\n",
             "{path}: unknown key 'labels'. Did you mean 'label_names'? Allowed keys: name, "
             "format, files, text_columns, label_column, id_column, header, label_names, "
-            "regression_range, metrics, symmetric, display_name.",
+            "regression_range, metrics, symmetric, display_name, dataset, config, splits.",
         ),
         ("name: mine\nformat: csv\n", "{path}: missing required key 'files'."),
         (
@@ -447,7 +447,7 @@ label_column: label
         ),
         (
             BASE_YAML.replace("csv", "xlsx") + "label_names: [a, b]\n",
-            "{path}: key 'format': must be one of csv, tsv, jsonl, got 'xlsx'.",
+            "{path}: key 'format': must be one of csv, tsv, jsonl, parquet, disk, hub, got 'xlsx'.",
         ),
         (
             BASE_YAML + "label_names: [a, b]\nheader: false\n",

@@ -11,6 +11,7 @@ from bamkd.tasks.spec import (
     TaskKind,
     TaskSpec,
     get_task,
+    glue_task,
     load_task_yaml,
 )
 
@@ -22,6 +23,7 @@ __all__ = [
     "TaskSpec",
     "check_split_file",
     "get_task",
+    "glue_task",
     "has_labels",
     "load_task_yaml",
     "read_split",

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bamkd.errors import ConfigError, DataError, excerpt, excerpt_list
-from bamkd.tasks.spec import Column, TaskSpec
+from bamkd.tasks.spec import TABLE_FORMATS, Column, TaskSpec
 
 __all__ = ["Example", "check_split_file", "has_labels", "read_split", "split_path"]
 
@@ -117,16 +117,32 @@ def split_path(spec: TaskSpec, split: str, data_dir: str | Path | None = None) -
     """The file that holds `split` of `spec`.
 
     GLUE paths are relative to `data_dir` (the standard GLUE download layout, e.g.
-    <data_dir>/MRPC/train.tsv); user task paths are already absolute.
+    <data_dir>/MRPC/train.tsv, or with data.glue_source=parquet the hub's layout,
+    <data_dir>/mrpc/train-*.parquet); user task paths are already absolute. Parquet paths may be
+    globs or folders; a `save_to_disk` split is its folder; a hub split gets <id>/<split>, a
+    name only (bamkd.tasks.tables.table_location names it properly).
 
     Raises:
         ConfigError: the task has no such split.
         DataError: a GLUE task without `data_dir`, or a `data_dir` that does not exist.
     """
     _check_split(spec, split)
+    if spec.format in ("disk", "hub"):
+        # A dataset's split: its save_to_disk folder (a hub split has no local path).
+        return Path(spec.dataset) / spec.splits[split]
     rel = Path(spec.splits[split])
     if rel.is_absolute():
         return rel
+    if spec.format == "parquet" and spec.source.startswith("data.glue_source"):
+        # GLUE from a Parquet copy of the hub's repository: <glue_dir>/<config>/<split>-*.parquet
+        hint = f"<glue_dir>/{rel.as_posix()}, the layout of the hub's nyu-mll/glue repository"
+        if data_dir is None or not Path(data_dir).is_dir():
+            where = f"{data_dir}: folder not found" if data_dir is not None else "no folder"
+            raise DataError(
+                f"{where}; task {_display(spec)} reads {hint}. Set data.glue_dir to the folder "
+                f"that holds {rel.parts[0]}/ (data.glue_source=parquet)."
+            )
+        return Path(data_dir) / rel
     if spec.format != "glue":
         # A user spec built by hand with a relative path: relative to data_dir, else to cwd.
         return Path(data_dir) / rel if data_dir is not None else rel
@@ -150,6 +166,10 @@ def check_split_file(spec: TaskSpec, split: str, data_dir: str | Path | None = N
     """The file of `split`, checked to exist and, where it has one, its header line to name the
     columns the task reads; no row is read. A run calls this before it creates anything. Raises
     the same errors `read_split` would."""
+    if spec.format in TABLE_FORMATS:
+        from bamkd.tasks.tables import check_table
+
+        return Path(check_table(spec, split, data_dir))
     path = split_path(spec, split, data_dir)
     reader = _Reader(spec, split, path, _layout(spec, has_labels(spec, split)), data_dir)
     if path.is_file():
@@ -178,6 +198,10 @@ def read_split(
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"limit must be a positive number of examples or None, got {limit!r}.")
+    if spec.format in TABLE_FORMATS:
+        from bamkd.tasks.tables import read_table_split
+
+        return read_table_split(spec, split, data_dir, limit=limit)
     path = split_path(spec, split, data_dir)
     labelled = has_labels(spec, split)
     layout = _layout(spec, labelled)

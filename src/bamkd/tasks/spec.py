@@ -12,7 +12,7 @@ import difflib
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +28,7 @@ __all__ = [
     "TaskKind",
     "TaskSpec",
     "get_task",
+    "glue_task",
     "load_task_yaml",
 ]
 
@@ -37,9 +38,14 @@ Column = str | int  # a column name (files with a header, JSONL keys) or a 0-bas
 CLASSIFICATION_METRICS: tuple[str, ...] = ("accuracy", "f1", "mcc")
 REGRESSION_METRICS: tuple[str, ...] = ("pearson", "spearman")
 METRICS: tuple[str, ...] = CLASSIFICATION_METRICS + REGRESSION_METRICS
-# "glue" means: read with the fixed GLUE layouts in readers.py; the others come from task YAMLs.
-FORMATS = ("glue", "csv", "tsv", "jsonl")
-USER_FORMATS = ("csv", "tsv", "jsonl")
+# "glue" means: read with the fixed GLUE layouts in readers.py; the others come from task YAMLs
+# (or, for GLUE tasks, from data.glue_source: see `glue_task`).
+FILE_FORMATS = ("csv", "tsv", "jsonl")
+# Column tables read through pyarrow / Hugging Face `datasets` (the optional [datasets] extra):
+# Parquet files, a folder written by `save_to_disk`, or a dataset on the Hugging Face hub.
+TABLE_FORMATS = ("parquet", "disk", "hub")
+USER_FORMATS = FILE_FORMATS + TABLE_FORMATS
+FORMATS = ("glue", *USER_FORMATS)
 
 # Task and split names end up inside example ids ("task:split:key") and file names, so they are
 # kept to a safe alphabet.
@@ -94,6 +100,15 @@ class TaskSpec:
     """User csv/tsv tasks: whether the first line names the columns."""
     source: str = ""
     """Where the spec came from (the task YAML path), quoted in error messages."""
+    dataset: str = ""
+    """Formats "disk" and "hub": the `save_to_disk` folder or the hub id; `splits` then maps each
+    split to the dataset's own split name ("dev" -> "validation")."""
+    dataset_config: str | None = None
+    """Format "hub": the dataset's configuration name ("mrpc" of nyu-mll/glue), if it has any."""
+    numbered_splits: tuple[str, ...] = ()
+    """Splits keyed by 1-based row number even though `id_column` is set. GLUE from Parquet or
+    the hub only: the TSV files of CoLA, SST-2 and MRPC number their train/dev rows while the
+    hub's `idx` counts from 0, so both sources give the same example ids."""
 
     def __post_init__(self) -> None:
         # Coerce containers so specs built from JSON or YAML (lists) equal the built-in ones
@@ -104,6 +119,7 @@ class TaskSpec:
         set_(self, "eval_splits", tuple(self.eval_splits))
         set_(self, "test_splits", tuple(self.test_splits))
         set_(self, "text_columns", tuple(self.text_columns))
+        set_(self, "numbered_splits", tuple(self.numbered_splits))
         set_(self, "splits", dict(self.splits))
         set_(self, "submission_names", dict(self.submission_names))
         if len(self.regression_range) != 2:
@@ -198,8 +214,13 @@ class TaskSpec:
             raise ConfigError(
                 f"{where}: label_column is required because splits {labelled} carry labels."
             )
-        if self.format == "jsonl" and not self.header:
+        if self.format in ("jsonl", *TABLE_FORMATS) and not self.header:
             raise ConfigError(f"{where}: header=False only applies to csv and tsv files.")
+        if self.format in ("disk", "hub") and not self.dataset:
+            raise ConfigError(
+                f"{where}: format {self.format!r} needs dataset (a save_to_disk folder or a hub "
+                "id)."
+            )
         by_index = not self.header
         for col in [*self.text_columns, self.label_column, self.id_column]:
             if col is None:
@@ -352,6 +373,77 @@ _GLUE_ALIASES: dict[str, str] = {
 }
 
 
+GLUE_SOURCES = ("tsv", "parquet", "hub")
+"""Where GLUE tasks are read from (data.glue_source): the GLUE download's TSV folder, a folder of
+Parquet files in the hub's nyu-mll/glue layout (<dir>/<config>/<split>-*.parquet), or the hub."""
+GLUE_HUB_ID = "nyu-mll/glue"
+
+# The hub's GLUE dataset: task -> (configuration, text columns). Every configuration has an
+# `idx` column (0, 1, ... per split) and a `label` column (ClassLabel ids; -1 in test splits).
+_GLUE_HUB_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "cola": ("cola", ("sentence",)),
+    "sst2": ("sst2", ("sentence",)),
+    "mrpc": ("mrpc", ("sentence1", "sentence2")),
+    "stsb": ("stsb", ("sentence1", "sentence2")),
+    "qqp": ("qqp", ("question1", "question2")),
+    "mnli": ("mnli", ("premise", "hypothesis")),
+    "qnli": ("qnli", ("question", "sentence")),
+    "rte": ("rte", ("sentence1", "sentence2")),
+    "wnli": ("wnli", ("sentence1", "sentence2")),
+    "ax": ("ax", ("premise", "hypothesis")),
+}
+_GLUE_HUB_SPLITS = {
+    "train": "train",
+    "dev": "validation",
+    "dev_matched": "validation_matched",
+    "dev_mismatched": "validation_mismatched",
+    "test": "test",
+    "test_matched": "test_matched",
+    "test_mismatched": "test_mismatched",
+}
+# TSV train/dev files without an id column: bamkd numbers their rows from 1 (readers.py).
+_GLUE_NUMBERED = {"cola", "sst2", "mrpc"}
+
+
+def glue_task(name: str, source: str = "tsv", dataset: str = GLUE_HUB_ID) -> TaskSpec:
+    """The GLUE task `name` as read from `source` (one of GLUE_SOURCES).
+
+    "parquet" reads `<data_dir>/<config>/<hub split>-*.parquet` (a local copy of the hub's
+    nyu-mll/glue repository); "hub" loads `dataset` with Hugging Face `datasets`. Labels, metrics,
+    split names and example ids stay those of the TSV layout: a ClassLabel id maps to the label
+    of the same name (MNLI, QNLI, RTE) or else to the label of the same number (the 0/1 tasks),
+    and ids are `idx` (`idx + 1` where the TSV files number their rows), so dev metrics and
+    teacher outputs carry over. One exception: QQP's TSV keys train/dev rows by its pair id,
+    which the hub drops, so QQP train/dev ids differ between the sources.
+    """
+    spec = GLUE_TASKS[_GLUE_ALIASES.get(_normalise(name), name)]
+    if source == "tsv":
+        return spec
+    if source not in GLUE_SOURCES:
+        raise ConfigError(
+            f"data.glue_source must be one of {', '.join(GLUE_SOURCES)}, got {excerpt(source)}."
+        )
+    config, texts = _GLUE_HUB_COLUMNS[spec.name]
+    hub_splits = {s: _GLUE_HUB_SPLITS[s] for s in spec.splits}
+    if source == "parquet":
+        splits = {s: f"{config}/{h}-*.parquet" for s, h in hub_splits.items()}
+    else:
+        splits = hub_splits
+    numbered = ("train", "dev") if spec.name in _GLUE_NUMBERED else ()
+    return replace(
+        spec,
+        splits=splits,
+        format=source,
+        text_columns=texts,
+        label_column="label",
+        id_column="idx",
+        dataset=dataset if source == "hub" else "",
+        dataset_config=config if source == "hub" else None,
+        numbered_splits=numbered,
+        source=f"data.glue_source={source}",
+    )
+
+
 def get_task(name: str, *, user_tasks: Mapping[str, TaskSpec] | None = None) -> TaskSpec:
     """Look a task up by name: GLUE tasks in any common spelling, then the user's tasks.
 
@@ -399,6 +491,9 @@ _YAML_KEYS = (
     "metrics",
     "symmetric",
     "display_name",
+    "dataset",
+    "config",
+    "splits",
 )
 
 
@@ -408,7 +503,7 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
     Example file (paths are relative to the YAML file)::
 
         name: paraphrase
-        format: csv                 # csv | tsv | jsonl
+        format: csv                 # csv | tsv | jsonl | parquet | disk | hub
         files: {train: data/train.csv, dev: data/dev.csv, test: data/test.csv}
         text_columns: [question1, question2]   # one column, or two for sentence pairs
         label_column: label
@@ -418,6 +513,11 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
         # regression_range: [0, 5]  # instead of label_names, for a regression task
         metrics: [f1, accuracy]     # optional
         symmetric: true             # optional, pair tasks: train on both sentence orders
+
+    Tables (the optional [datasets] extra) use the same keys with ``format: parquet`` (files are
+    Parquet files, folders or globs), ``format: disk`` (``dataset:`` a `save_to_disk` folder,
+    ``splits:`` its split names) or ``format: hub`` (``dataset:`` a hub id, ``config:``,
+    ``splits:``). Their label_names may be left out when the label column is a ClassLabel.
 
     Split "train" is trained on, "test" is unlabelled (predicted only), and every other split
     is a labelled evaluation split.
@@ -454,8 +554,10 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
             raise ConfigError(
                 f"{path}: unknown key {excerpt(key)}.{hint} Allowed keys: {', '.join(_YAML_KEYS)}."
             )
-    for key in ("name", "format", "files", "text_columns"):
-        if key not in doc:
+    # Files for file formats, splits for datasets; the wrong one of the two is named below.
+    listing = "splits" if doc.get("format") in ("disk", "hub") else "files"
+    for key in ("name", "format", listing, "text_columns"):
+        if key not in doc and not (key == listing and {"files", "splits"} & set(doc)):
             raise ConfigError(f"{path}: missing required key {excerpt(key)}.")
 
     name = doc["name"]
@@ -475,26 +577,64 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
     header = doc.get("header", True)
     if not isinstance(header, bool):
         raise fail("header", f"must be true or false, got {excerpt(header)}.")
-    if fmt == "jsonl" and "header" in doc:
-        raise fail("header", "only applies to csv and tsv files; remove it for jsonl.")
+    if fmt not in ("csv", "tsv") and "header" in doc:
+        raise fail("header", f"only applies to csv and tsv files; remove it for {fmt}.")
 
-    files = doc["files"]
+    # Files (csv, tsv, jsonl, parquet) are paths; a dataset (disk, hub) names its own splits.
+    by_dataset = fmt in ("disk", "hub")
+    list_key, wrong_key = ("splits", "files") if by_dataset else ("files", "splits")
+    if wrong_key in doc:
+        raise fail(
+            wrong_key,
+            f"does not apply to format {fmt}; use {list_key}: "
+            + (
+                "{train: train, dev: validation} (the dataset's split names)."
+                if by_dataset
+                else "{train: train." + ("parquet" if fmt == "parquet" else fmt) + "}."
+            ),
+        )
+    for key in ("dataset", "config"):
+        if key in doc and not by_dataset:
+            raise fail(key, f"only applies to formats disk and hub; remove it for {fmt}.")
+    if "config" in doc and fmt != "hub":
+        raise fail("config", "only applies to format hub (a dataset configuration name).")
+    if list_key not in doc:
+        raise ConfigError(f"{path}: missing required key {excerpt(list_key)}.")
+    files = doc[list_key]
     if not isinstance(files, dict) or not files:
-        raise fail("files", "must map split names to files, e.g. {train: train.csv}.")
+        example = "{train: train, dev: validation}" if by_dataset else "{train: train.csv}"
+        raise fail(list_key, f"must map split names to {list_key}, e.g. {example}.")
     splits: dict[str, str] = {}
     for split, file in files.items():
         if not isinstance(split, str) or not _NAME_RE.match(split):
             raise fail(
-                "files",
+                list_key,
                 f"split name {excerpt(split)} is not allowed; use lower-case letters, digits and "
                 f"underscores (train, dev, test, ...).",
             )
         if not isinstance(file, str) or not file:
-            raise fail("files", f"files.{split} must be a file path, got {excerpt(file)}.")
+            what = "the dataset's split name" if by_dataset else "a file path"
+            raise fail(list_key, f"{list_key}.{split} must be {what}, got {excerpt(file)}.")
         # Relative paths are relative to the YAML file, so a task folder can move as a whole.
-        splits[split] = str((path.parent / file).resolve())
+        splits[split] = file if by_dataset else str((path.parent / file).resolve())
+    dataset, dataset_config = "", None
+    if by_dataset:
+        dataset = doc.get("dataset")
+        if not isinstance(dataset, str) or not dataset:
+            what = "a save_to_disk folder" if fmt == "disk" else "a hub id such as 'imdb'"
+            raise fail("dataset", f"format {fmt} needs dataset: {what}, got {excerpt(dataset)}.")
+        if fmt == "disk":
+            dataset = str((path.parent / dataset).resolve())
+        dataset_config = doc.get("config")
+        if dataset_config is not None and (
+            not isinstance(dataset_config, str) or not dataset_config
+        ):
+            raise fail(
+                "config",
+                f"must be the dataset's configuration name, got {excerpt(dataset_config)}.",
+            )
 
-    by_index = fmt != "jsonl" and not header
+    by_index = fmt in ("csv", "tsv") and not header
 
     def column(key: str, value: Any) -> Column:
         if by_index:
@@ -504,7 +644,9 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
                     f"with header: false, columns are 0-based numbers, got {excerpt(value)}.",
                 )
         elif not isinstance(value, str) or not value:
-            what = "JSON key" if fmt == "jsonl" else "column name from the header"
+            what = {"jsonl": "JSON key", "csv": "column name from the header"}.get(
+                fmt, "column name from the header" if fmt == "tsv" else "column name"
+            )
             raise fail(key, f"must be a {what}, got {excerpt(value)}.")
         return value
 
@@ -526,10 +668,29 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
         id_column = column("id_column", id_column)
 
     has_labels, has_range = "label_names" in doc, "regression_range" in doc
+    inferred: list[str] | None = None
+    if not has_labels and not has_range and fmt in TABLE_FORMATS and label_column is not None:
+        # A dataset's ClassLabel feature names its classes; take them when the file does not.
+        from bamkd.tasks.tables import class_label_names
+
+        labelled = [s for s in splits if s != "test"]
+        if labelled:
+            split = "train" if "train" in splits else labelled[0]
+            inferred = class_label_names(
+                fmt, splits[split], str(label_column), dataset=dataset, config=dataset_config
+            )
+        if inferred is not None:
+            doc = {**doc, "label_names": inferred}
+            has_labels = True
     if has_labels == has_range:
         raise ConfigError(
             f"{path}: give exactly one of 'label_names' (a classification task) or "
-            f"'regression_range' (a regression task)."
+            f"'regression_range' (a regression task)"
+            + (
+                "; a ClassLabel label column supplies label_names by itself, this one has none."
+                if fmt in TABLE_FORMATS and not has_labels
+                else "."
+            )
         )
     label_names: tuple[str, ...] = ()
     regression_range: tuple[float, float] = (0.0, 5.0)
@@ -606,6 +767,8 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
             id_column=id_column,
             header=header,
             source=str(path.resolve()),
+            dataset=dataset,
+            dataset_config=dataset_config,
         )
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
