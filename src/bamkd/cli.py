@@ -180,6 +180,35 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from bamkd.taskcheck import builtin_tasks_table, check_task_file
+
+    if args.action is None or args.action == "list":
+        if args.files:
+            raise BamkdError(
+                "bamkd tasks lists the built-in tasks; to check files: bamkd tasks check FILE.yaml"
+            )
+        print(builtin_tasks_table())
+        return 0
+    if not args.files:
+        raise BamkdError("bamkd tasks check needs a task file: bamkd tasks check FILE.yaml")
+    if args.examples < 0 or (args.limit is not None and args.limit < 1):
+        raise BamkdError("--examples must be 0 or more and --limit 1 or more")
+    for i, file in enumerate(args.files):
+        if i:
+            print()
+        print(
+            check_task_file(
+                file,
+                model=args.model,
+                max_seq_length=args.max_seq_length,
+                examples=args.examples,
+                limit=args.limit,
+            )
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bamkd",
@@ -268,6 +297,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=int, default=None, help="rows per forward pass")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "tasks",
+        help="list the built-in tasks, or check task files and their data without training",
+        description="bamkd tasks: list the built-in tasks. bamkd tasks check FILE.yaml: "
+        "validate a task file and its data (rows per split, labels, tokenized examples, lengths).",
+    )
+    p.add_argument("action", nargs="?", choices=["list", "check"], help="default: list")
+    p.add_argument("files", nargs="*", help="task YAML files (check)")
+    p.add_argument(
+        "--model",
+        default="bamkd-tiny",
+        help="tokenizer to measure lengths with: the encoder you will train (a folder, 'minilm' "
+        "or a hub id); default: the built-in test encoder bamkd-tiny",
+    )
+    p.add_argument("--max-seq-length", type=int, default=128, help="data.max_seq_length (128)")
+    p.add_argument("--examples", type=int, default=3, help="tokenized examples per split (3)")
+    p.add_argument("--limit", type=int, default=None, help="read only the first N rows per split")
+    p.set_defaults(func=cmd_tasks)
     return parser
 
 

@@ -6,10 +6,11 @@ tokenized exactly as in training (same tasks, data folders, max length, doubling
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from bamkd.model import WEIGHTS_NAME, MultiTaskModel, load_tokenizer, model_fold
 from bamkd.runs import DEV_METRICS_NAME, load_run_config
 from bamkd.storage import write_json
 from bamkd.submission import SubmissionReport, write_submission
-from bamkd.tasks import GLUE_TASKS, TaskSpec, read_split
+from bamkd.tasks import GLUE_TASKS, TaskSpec, glue_task, read_split
 from bamkd.teachers import write_teacher_predictions
 
 log = logging.getLogger(__name__)
@@ -157,14 +158,18 @@ def submit(
     ids: dict[str, dict[str, list[str]]] = {}
     specs: dict[str, TaskSpec] = {}
     data_dir = glue_dir
+    glue: Callable[[str], TaskSpec] | None = None
     for run_dir in runs:
         run = LoadedRun(run_dir)
         data_dir = data_dir or run.cfg.data.glue_dir
+        if glue is None:  # GLUE tasks a run lacks (AX, WNLI) come from the first run's source
+            d = run.cfg.data
+            glue = functools.partial(glue_task, source=d.glue_source, dataset=d.glue_dataset)
         wanted = [n for n in run.specs if n not in predictions]
         if "mnli" in run.specs and "ax" not in predictions:
             wanted.append("ax")
         for name in wanted:
-            spec = run.specs.get(name) or GLUE_TASKS[name]
+            spec = run.specs.get(name) or glue(name)
             head = spec.head_task or name
             predictions[name], ids[name], specs[name] = {}, {}, spec
             for split in spec.test_splits:
@@ -191,12 +196,13 @@ def submit(
                 del predictions[name], ids[name], specs[name]
     majority = None
     if wnli_policy == "majority":
+        wnli = glue("wnli") if glue is not None else GLUE_TASKS["wnli"]
         try:
-            labels = [ex.label for ex in read_split(GLUE_TASKS["wnli"], "train", data_dir)]
+            labels = [ex.label for ex in read_split(wnli, "train", data_dir)]
             majority = int(np.bincount(np.array(labels, dtype=np.int64)).argmax())
-            specs.setdefault("wnli", GLUE_TASKS["wnli"])
+            specs.setdefault("wnli", wnli)
             if "wnli" not in ids:
-                test = read_split(GLUE_TASKS["wnli"], "test", data_dir)
+                test = read_split(wnli, "test", data_dir)
                 ids["wnli"] = {"test": [ex.id for ex in test]}
                 predictions["wnli"] = {"test": np.full(len(test), majority)}
         except BamkdError as exc:
