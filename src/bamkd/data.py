@@ -22,9 +22,9 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from bamkd.errors import ConfigError
-from bamkd.packing import pack_layout
+from bamkd.packing import pack_layout, row_tiers
 from bamkd.progress import progress_bar
-from bamkd.storage import atomic_path
+from bamkd.storage import atomic_path, file_digest
 from bamkd.tasks import Example, TaskSpec, read_split
 from bamkd.tasks.readers import split_path
 from bamkd.tasks.spec import TABLE_FORMATS
@@ -138,14 +138,6 @@ def tokenizer_fingerprint(tokenizer) -> str:
     else:
         text = json.dumps(tokenizer.get_vocab(), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def split_fingerprint(spec: TaskSpec, split: str, data_dir: str | Path | None) -> str:
@@ -292,6 +284,15 @@ class ExampleStore:
         if self.teacher is not None:
             out["teacher"] = torch.from_numpy(self.teacher[rows])
         return out
+
+    def packed_batches(
+        self, rows: np.ndarray, capacity: int, first_position: int = 0
+    ) -> list[dict[str, torch.Tensor]]:
+        """``rows`` as packed batches, one per row width (bamkd.packing.row_tiers)."""
+        return [
+            self.packed_batch(rows[members], width, first_position)
+            for width, members in row_tiers(self.lengths[rows], capacity)
+        ]
 
     def packed_batch(
         self, rows: np.ndarray, capacity: int, first_position: int = 0

@@ -619,12 +619,11 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
         splits[split] = file if by_dataset else str((path.parent / file).resolve())
     dataset, dataset_config = "", None
     if by_dataset:
-        dataset = doc.get("dataset")
-        if not isinstance(dataset, str) or not dataset:
+        given = doc.get("dataset")
+        if not isinstance(given, str) or not given:
             what = "a save_to_disk folder" if fmt == "disk" else "a hub id such as 'imdb'"
-            raise fail("dataset", f"format {fmt} needs dataset: {what}, got {excerpt(dataset)}.")
-        if fmt == "disk":
-            dataset = str((path.parent / dataset).resolve())
+            raise fail("dataset", f"format {fmt} needs dataset: {what}, got {excerpt(given)}.")
+        dataset = str((path.parent / given).resolve()) if fmt == "disk" else given
         dataset_config = doc.get("config")
         if dataset_config is not None and (
             not isinstance(dataset_config, str) or not dataset_config

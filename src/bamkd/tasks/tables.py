@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from bamkd.errors import DataError, excerpt, excerpt_list
+from bamkd.storage import file_digest
 from bamkd.tasks.readers import Example, _layout, _Reader, has_labels, split_path
 from bamkd.tasks.spec import TaskSpec
 
@@ -295,8 +296,6 @@ def location_files(location: str | Path) -> list[Path]:
 
 def digest_files(files: list[Path]) -> str:
     """SHA-256 of one file, or of the names and SHA-256s of several (one split's shards)."""
-    from bamkd.data import file_digest
-
     if len(files) == 1:
         return file_digest(files[0])
     root = Path(*Path(files[0]).parts[:-1])
