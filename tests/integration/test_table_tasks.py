@@ -328,6 +328,48 @@ def test_a_missing_column_is_named_with_the_columns_there(tmp_path):
         read_split(load_task_yaml(path), "train")
 
 
+def test_bad_cells_are_named_with_their_row(tmp_path):
+    import pyarrow as pa
+
+    def task(columns: dict) -> TaskSpec:
+        pq.write_table(pa.table(columns), tmp_path / "train.parquet")
+        path = tmp_path / "t.yaml"
+        path.write_text(
+            "name: t\nformat: parquet\nfiles: {train: train.parquet}\ntext_columns: [text]\n"
+            "label_column: label\nid_column: key\nlabel_names: [a, b]\n"
+        )
+        return load_task_yaml(path)
+
+    where = f"{tmp_path / 'train.parquet'} (row 2)"
+    cases = [
+        ({"text": ["x", "y"], "label": ["a", "c"], "key": [1, 2]}, "unknown label 'c'"),
+        ({"text": ["x", ""], "label": ["a", "b"], "key": [1, 2]}, "empty text in column 'text'"),
+        ({"text": ["x", "y"], "label": ["a", "b"], "key": [7, 7]}, "id '7' in column 'key'"),
+        ({"text": ["x", "y"], "label": ["a", None], "key": [1, 2]}, "no label in column"),
+        ({"text": [1, 2], "label": ["a", "b"], "key": [1, 2]}, None),
+    ]
+    for columns, message in cases:
+        with pytest.raises(DataError) as err:
+            read_split(task(columns), "train")
+        if message is None:  # a number where text belongs: the first row already
+            assert "(row 1): column 'text' must hold text, found int" in str(err.value)
+        else:
+            assert str(err.value).startswith(f"{where}: {message}"), str(err.value)
+
+
+def test_a_single_dataset_folder_is_refused_with_the_fix(tmp_path):
+    from datasets import Dataset
+
+    Dataset.from_dict({"text": ["a"], "label": [0]}).save_to_disk(str(tmp_path / "one"))
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "name: t\nformat: disk\ndataset: one\nsplits: {train: train}\ntext_columns: [text]\n"
+        "label_column: label\nlabel_names: ['0', '1']\n"
+    )
+    with pytest.raises(DataError, match=r"holds one Dataset, not a DatasetDict.*DatasetDict\("):
+        read_split(load_task_yaml(path), "train")
+
+
 def test_without_classlabel_the_task_must_give_label_names(tmp_path):
     path = _table_task(tmp_path, {"text": ["a"], "label": [0]}, None)
     with pytest.raises(BamkdError, match="a ClassLabel label column supplies label_names"):

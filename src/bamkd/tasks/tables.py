@@ -409,9 +409,9 @@ def _text(reader: _TableReader, row: int, column: str, value: Any) -> str:
 
 
 def _key(reader: _TableReader, row: int, value: Any, numbered: bool) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | str) or value is None:
-        if value is None:
-            return ""  # reader.example names the empty id
+    if value is None:
+        return ""  # reader.example names the empty id
+    if isinstance(value, bool) or not isinstance(value, int | str):
         raise reader.error(
             row,
             f"id column {reader.layout.id_column!r} must hold integers or strings, found "
