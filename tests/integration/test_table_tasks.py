@@ -370,6 +370,55 @@ def test_a_single_dataset_folder_is_refused_with_the_fix(tmp_path):
         read_split(load_task_yaml(path), "train")
 
 
+def test_a_hub_task_loads_its_splits_with_load_dataset(tables, tmp_path, monkeypatch):
+    """The hub path without a network: `datasets` answered from the save_to_disk copy. The
+    task file names only the id, configuration and split names; label_names come from the
+    dataset builder's ClassLabel feature."""
+    from types import SimpleNamespace
+
+    from bamkd.data import split_fingerprint
+    from bamkd.tasks import tables as table_module
+    from bamkd.tasks.tables import table_location
+
+    disk = tables["demo_agreement"]["disk"].parent / "disk" / "demo_agreement"
+    calls = []
+
+    def load_dataset(path, name=None, split=None, **kwargs):
+        calls.append((path, name, split))
+        assert (path, name) == ("someone/agreement", "plain") and not kwargs
+        return datasets.load_from_disk(str(disk / split))
+
+    def load_dataset_builder(path, name=None, **kwargs):
+        features = datasets.load_from_disk(str(disk / "train")).features
+        return SimpleNamespace(info=SimpleNamespace(features=features))
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    monkeypatch.setattr(datasets, "load_dataset_builder", load_dataset_builder)
+    monkeypatch.setattr(table_module, "_HUB", {})
+    path = tmp_path / "hub_agreement.yaml"
+    path.write_text(
+        "name: hub_agreement\nformat: hub\ndataset: someone/agreement\nconfig: plain\n"
+        "splits: {train: train, dev: validation, test: test}\n"
+        "text_columns: [sentence1, sentence2]\nlabel_column: label\nid_column: uid\n"
+        "metrics: [f1, accuracy]\nsymmetric: true\n"
+    )
+    hub = load_task_yaml(path)
+    tsv = load_task_yaml(tables["demo_agreement"]["tsv"])
+    assert hub.label_names == tsv.label_names and hub.dataset_config == "plain"
+    for split in tsv.splits:
+        assert _content(hub, split) == _content(tsv, split)
+    assert table_location(hub, "dev") == "hub:someone/agreement/plain:validation"
+    fingerprint = split_fingerprint(hub, "train", None)
+    assert (
+        fingerprint
+        == "hub:" + table_module._HUB[("someone/agreement", "plain", "train")]._fingerprint
+    )
+    # Each split is loaded once per process, however often it is read or fingerprinted.
+    assert sorted(calls) == [
+        ("someone/agreement", "plain", s) for s in ("test", "train", "validation")
+    ]
+
+
 def test_without_classlabel_the_task_must_give_label_names(tmp_path):
     path = _table_task(tmp_path, {"text": ["a"], "label": [0]}, None)
     with pytest.raises(BamkdError, match="a ClassLabel label column supplies label_names"):
