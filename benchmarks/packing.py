@@ -11,12 +11,14 @@ mixture without the padding. For each layout, in a fresh process per measurement
 - single-task: MRPC, batch 32, lr 5e-5; ``--single-steps`` steps.
 
 Reported: examples/s and real tokens/s over the measured steps (the first ``--skip`` left out),
+the same per CPU-second of the process (with ``--threads 1`` a measure of each layout's work that
+holds while other programs share the machine),
 padding share (token positions computed that hold no token), peak resident memory, and for the
 multi-task batches the mean share of the most common task in a batch and the share of batches
 without any RTE row. Each layout's whole-epoch padding share comes from its batch plan.
 
-Example (both, bf16, about 15 minutes on 2 cores):
-    python benchmarks/packing.py --multi-steps 40 --single-steps 60 --repeats 1
+Example (both settings, bf16, one thread per worker, about 25 minutes):
+    python benchmarks/packing.py --multi-steps 33 --single-steps 63 --threads 1
 """
 
 from __future__ import annotations
@@ -55,14 +57,21 @@ def rows_per_batch(ctx, rows) -> tuple[int, int]:
     lens = ctx.store.lengths[rows]
     if ctx.packing is None:
         return int(lens.sum()), len(lens) * int(lens.max())
-    from bamkd.packing import pack_layout
+    from bamkd.packing import pack_layout, row_tiers
 
-    layout = pack_layout(lens, ctx.cfg.data.max_seq_length)
-    return int(lens.sum()), layout.rows * layout.width
+    slots = 0
+    for width, members in row_tiers(lens, ctx.cfg.data.max_seq_length):
+        layout = pack_layout(lens[members], width)
+        slots += layout.rows * layout.width
+    return int(lens.sum()), slots
 
 
 def point_worker(spec: dict) -> dict:
     import numpy as np
+    import torch
+
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
 
     from bamkd.train import setup
 
@@ -78,6 +87,17 @@ def point_worker(spec: dict) -> dict:
     )
     ctx = setup(cfg)
     plan = ctx.plan
+    # CPU seconds of this process after every optimizer step: with one thread this measures the
+    # work of each layout even while other programs share the machine (wall time does not).
+    cpu_marks: list[float] = []
+    inner_step = ctx.optimizer.step
+
+    def step(*args, **kwargs):
+        out = inner_step(*args, **kwargs)
+        cpu_marks.append(time.process_time())
+        return out
+
+    ctx.optimizer.step = step
     epoch = plan.epoch_batches(0)
     real, slots = map(sum, zip(*(rows_per_batch(ctx, rows) for rows in epoch)))
     task_of = [plan.task_index(rows) for rows in epoch]
@@ -85,13 +105,12 @@ def point_worker(spec: dict) -> dict:
     rte = ctx.specs and list(ctx.specs).index("rte") if "rte" in ctx.specs else None
     steps = spec["steps"]
     measured = epoch[spec["skip"] : steps]
-    cpu_start = time.process_time()
     res = C.bamkd_timed_fit(ctx, steps)
-    # CPU seconds of all threads: less sensitive than wall time to other work on the machine.
-    cpu_s = time.process_time() - cpu_start
     step_s = res["step_seconds"][spec["skip"] :]
     m_real, m_slots = map(sum, zip(*(rows_per_batch(ctx, rows) for rows in measured)))
     seconds = sum(step_s)
+    skip = spec["skip"]
+    cpu_s = cpu_marks[steps - 1] - cpu_marks[skip - 1] if skip else float("nan")
     shutil.rmtree(run_dir, ignore_errors=True)
     return {
         "setting": spec["setting"],
@@ -102,7 +121,10 @@ def point_worker(spec: dict) -> dict:
         "measured_steps": len(step_s),
         "seconds": seconds,
         "examples_per_s": sum(len(r) for r in measured) / seconds,
-        "examples_per_cpu_s_all_steps": sum(len(r) for r in epoch[:steps]) / cpu_s,
+        "cpu_seconds": cpu_s,
+        "examples_per_cpu_s": sum(len(r) for r in measured) / cpu_s,
+        "real_tokens_per_cpu_s": m_real / cpu_s,
+        "threads": torch.get_num_threads(),
         "real_tokens_per_s": m_real / seconds,
         "padding_measured": 1 - m_real / m_slots,
         "padding_epoch": 1 - real / slots,
@@ -121,7 +143,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
     p.add_argument("--multi-steps", type=int, default=40)
     p.add_argument("--single-steps", type=int, default=60)
-    p.add_argument("--skip", type=int, default=3, help="first steps left out")
+    p.add_argument("--skip", type=int, default=3, help="first steps left out (at least 1)")
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch threads per worker (0: torch's default)"
+    )
     p.add_argument("--repeats", type=int, default=1, help="rounds over all layouts (interleaved)")
     p.add_argument("--glue-dir", default=str(C.DEFAULT_GLUE))
     p.add_argument("--work-dir", default=None)
@@ -150,12 +175,14 @@ def main(argv=None) -> int:
                     "work_dir": str(work),
                     "steps": steps,
                     "skip": args.skip,
+                    "threads": args.threads,
                 }
                 point = C.run_worker(__file__, spec)
                 point["repeat"] = repeat
                 payload["points"].append(point)
                 print(
                     f"{setting:6} {layout:13} {point['examples_per_s']:7.1f} ex/s "
+                    f"{point['examples_per_cpu_s']:7.1f} ex/cpu-s "
                     f"{point['real_tokens_per_s']:8.0f} tok/s padding "
                     f"{point['padding_epoch']:.2f} peak {point['peak_rss_mib']:.0f} MiB",
                     flush=True,
@@ -170,7 +197,9 @@ def main(argv=None) -> int:
                 p["layout"],
                 p["repeat"],
                 p["examples_per_s"],
+                p["examples_per_cpu_s"],
                 p["real_tokens_per_s"],
+                p["real_tokens_per_cpu_s"],
                 p["padding_epoch"],
                 p["largest_task_share"],
                 p["batches_without_rte"],
@@ -185,7 +214,9 @@ def main(argv=None) -> int:
                 "layout",
                 "repeat",
                 "ex/s",
+                "ex/cpu-s",
                 "real tok/s",
+                "real tok/cpu-s",
                 "padding (epoch)",
                 "largest task share",
                 "no-RTE batches",

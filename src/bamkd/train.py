@@ -600,13 +600,17 @@ def _train_steps(ctx: Context, stop: StopRequests) -> None:
         set_lr(optimizer, lr)
 
         step_sums, step_counts = torch.zeros(len(names)), torch.zeros(len(names))
-        micro = split_micro(local, t.grad_accumulation)
-        for j, rows in enumerate(micro):
-            host = (
-                store.batch(rows)
+        # Each micro-batch is one padded batch or a few packed ones (one per row width).
+        micro = [
+            host
+            for rows in split_micro(local, t.grad_accumulation)
+            for host in (
+                [store.batch(rows)]
                 if ctx.packing is None
-                else store.packed_batch(rows, cfg.data.max_seq_length, ctx.packing)
+                else store.packed_batches(rows, cfg.data.max_seq_length, ctx.packing)
             )
+        ]
+        for j, host in enumerate(micro):
             batch = {k: v.to(device) for k, v in host.items()}
             if scale:
                 window_tokens += real_tokens(host)

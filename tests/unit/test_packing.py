@@ -10,7 +10,13 @@ from tests.conftest import SHARED_GLUE
 from bamkd.data import ExampleStore, load_encoded
 from bamkd.fast_dropout import install_fast_dropout
 from bamkd.model import MultiTaskModel, load_encoder, load_tokenizer
-from bamkd.packing import block_diagonal_mask, first_fit_decreasing, first_position, pack_layout
+from bamkd.packing import (
+    block_diagonal_mask,
+    first_fit_decreasing,
+    first_position,
+    pack_layout,
+    row_tiers,
+)
 from bamkd.tasks import get_task
 from bamkd.tasks.spec import load_task_yaml
 from bamkd.train import TaskTraining, batch_loss
@@ -37,6 +43,34 @@ def test_layout_width_is_the_fullest_row():
     layout = pack_layout(np.array([3, 5, 2]), capacity=8)
     assert layout.rows == 2 and layout.width == 8
     assert sorted(zip(layout.row.tolist(), layout.start.tolist())) == [(0, 0), (0, 5), (1, 0)]
+
+
+def test_row_tiers_place_every_example_once_in_a_row_wide_enough():
+    rng = np.random.default_rng(3)
+    lengths = np.concatenate([rng.integers(5, 20, 60), rng.integers(30, 128, 40)])
+    tiers = row_tiers(lengths, 128)
+    assert [w for w, _ in tiers] == [128, 64, 32]
+    placed = np.sort(np.concatenate([m for _, m in tiers]))
+    assert placed.tolist() == list(range(len(lengths)))
+    for width, members in tiers:
+        assert lengths[members].max() <= width
+    # Whatever is longer than half a row sits in the widest tier that holds it.
+    assert set(np.flatnonzero(lengths > 64)) <= set(tiers[0][1].tolist())
+    # Filling the wide rows first keeps the padding as low as one tier of 128 would.
+    slots = sum(
+        pack_layout(lengths[m], w).rows * pack_layout(lengths[m], w).width for w, m in tiers
+    )
+    one = pack_layout(lengths, 128)
+    assert slots <= 1.02 * one.rows * one.width
+
+
+def test_row_tiers_by_hand():
+    # Tier 128: 100 (over 64) anchors a row with 28 free; first fit, longest first: 40 and 30
+    # do not fit, 20 does (8 left), 10 does not, 5 and 3 do. Tier 64: 40 (over 32) anchors a
+    # row with 24 free: 30 does not fit, 10 does. Tier 32: the 30 left.
+    lengths = np.array([100, 40, 30, 20, 10, 5, 3])
+    tiers = row_tiers(lengths, 128)
+    assert [(w, m.tolist()) for w, m in tiers] == [(128, [0, 3, 5, 6]), (64, [1, 4]), (32, [2])]
 
 
 def test_block_diagonal_mask_separates_examples_and_isolates_padding():
@@ -99,18 +133,25 @@ def _compare(model, store, rows, capacity, teacher):
     for packed in (False, True):
         model.zero_grad()
         if packed:
-            b = store.packed_batch(rows, capacity, first)
-            out = model(
-                b["input_ids"],
-                token_type_ids=b.get("token_type_ids"),
-                position_ids=b["position_ids"],
-                segments=b["segments"],
-                example_starts=b["example_starts"],
-            )
+            # One forward pass per row tier; each example's outputs put back in batch order.
+            loss = torch.zeros(())
+            out = {t.name: torch.zeros(len(rows), t.num_outputs).squeeze(-1) for t in model.tasks}
+            for width, members in row_tiers(store.lengths[rows], capacity):
+                b = store.packed_batch(rows[members], width, first)
+                part = model(
+                    b["input_ids"],
+                    token_type_ids=b.get("token_type_ids"),
+                    position_ids=b["position_ids"],
+                    segments=b["segments"],
+                    example_starts=b["example_starts"],
+                )
+                loss = loss + batch_loss(part, b, tasks, lam)[0]
+                for name, value in part.items():
+                    out[name] = out[name].index_put((torch.from_numpy(members),), value)
         else:
             b = store.batch(rows)
             out = model(b["input_ids"], b["attention_mask"], b.get("token_type_ids"))
-        loss, _, _ = batch_loss(out, b, tasks, lam)
+            loss = batch_loss(out, b, tasks, lam)[0]
         loss.backward()
         grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
         results.append((out, loss.detach(), grads))
@@ -133,6 +174,7 @@ def test_packed_equals_padded_on_the_tiny_encoder(tiny_encoder, demo_suite, pool
     rows = np.random.default_rng(0).permutation(len(store))[:64]
     packed = _compare(model, store, rows, capacity=48, teacher=True)
     assert packed["input_ids"].shape[0] < len(rows)  # several examples did share a row
+    _compare(model, store, rows, capacity=128, teacher=True)  # two tiers: 128 and 64 wide
 
 
 def _minilm_path() -> str:
