@@ -60,7 +60,8 @@ class DataConfig:
     hub's nyu-mll/glue Parquet layout in ``glue_dir``) or ``hub`` (``glue_dataset`` through
     Hugging Face ``datasets``, needs a network or a filled cache). The same rows, labels, ids and
     metrics from each (QQP train/dev ids excepted: the hub drops the pair ids the TSV keys them
-    by). ``parquet`` and ``hub`` need ``pip install 'bamkd[datasets]'``."""
+    by; STS-B scores are the hub's float32 values, see ``bamkd.tasks.glue_task``). ``parquet``
+    and ``hub`` need ``pip install 'bamkd[datasets]'``."""
     glue_dataset: str = "nyu-mll/glue"
     """Hub id of the GLUE dataset for ``glue_source=hub``."""
     task_files: list[str] = field(default_factory=list)

@@ -229,3 +229,25 @@ def _sha256(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.glue
+@pytest.mark.skipif(not SHARED_GLUE.is_dir(), reason=f"real GLUE files absent ({SHARED_GLUE})")
+def test_real_stsb_scores_from_the_hub_layout_are_the_tsv_scores_at_float32(tmp_path):
+    """All of STS-B train and dev: ids and texts equal; scores equal as float32 (the hub's type),
+    the type bamkd trains and scores on, and exactly equal but for a few long decimals."""
+    import numpy as np
+
+    write_hub_copy(SHARED_GLUE, tmp_path, ["stsb"])
+    for split, rows in (("train", 5749), ("dev", 1500)):
+        want = read_split(GLUE_TASKS["stsb"], split, SHARED_GLUE)
+        got = read_split(glue_task("stsb", "parquet"), split, tmp_path)
+        assert len(got) == len(want) == rows
+        assert [(g.id, g.text_a, g.text_b) for g in got] == [
+            (w.id, w.text_a, w.text_b) for w in want
+        ]
+        g32 = np.array([g.label for g in got], dtype=np.float32)
+        w32 = np.array([w.label for w in want], dtype=np.float32)
+        assert (g32 == w32).all()
+        differ = sum(g.label != w.label for g, w in zip(got, want))
+        assert differ == {"train": 14, "dev": 1}[split]

@@ -413,8 +413,12 @@ def glue_task(name: str, source: str = "tsv", dataset: str = GLUE_HUB_ID) -> Tas
     split names and example ids stay those of the TSV layout: a ClassLabel id maps to the label
     of the same name (MNLI, QNLI, RTE) or else to the label of the same number (the 0/1 tasks),
     and ids are `idx` (`idx + 1` where the TSV files number their rows), so dev metrics and
-    teacher outputs carry over. One exception: QQP's TSV keys train/dev rows by its pair id,
-    which the hub drops, so QQP train/dev ids differ between the sources.
+    teacher outputs carry over. Two exceptions: QQP's TSV keys train/dev rows by its pair id,
+    which the hub drops, so QQP train/dev ids differ between the sources; and the hub stores
+    STS-B scores as float32, so the few TSV scores written with more digits (14 of 5,749 train
+    rows, 1 of 1,500 dev rows, e.g. 2.11111111111111) read as their float32 value (2.1111112):
+    the same training targets and metrics (bamkd trains on float32), but teacher outputs made
+    from one source are refused for those rows from the other.
     """
     spec = GLUE_TASKS[_GLUE_ALIASES.get(_normalise(name), name)]
     if source == "tsv":
