@@ -16,6 +16,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,6 +29,9 @@ from bamkd.storage import atomic_path, file_digest
 from bamkd.tasks import Example, TaskSpec, read_split
 from bamkd.tasks.readers import split_path
 from bamkd.tasks.spec import TABLE_FORMATS
+
+if TYPE_CHECKING:
+    from bamkd.config import DataConfig
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +191,20 @@ def load_encoded(
     encoded = encode_examples(examples, tokenizer, max_length, spec.name, split)
     _write_cache(path, encoded)
     return encoded
+
+
+def load_training_split(spec: TaskSpec, data: DataConfig, tokenizer) -> Encoded:
+    """A task's training split as a run with ``data`` trains on it (limit, doubling, cache)."""
+    return load_encoded(
+        spec,
+        "train",
+        tokenizer,
+        data.max_seq_length,
+        data_dir=data.glue_dir,
+        limit=data.train_limit,
+        double=spec.symmetric and data.double_unordered,
+        cache_dir=data.cache_dir,
+    )
 
 
 def _write_cache(path: Path, enc: Encoded) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bamkd.config import RunConfig
-from bamkd.data import load_encoded
+from bamkd.data import load_training_split
 from bamkd.model import load_tokenizer
 from bamkd.runs import task_specs
 from bamkd.sampling import BatchPlan, make_task_weighting
@@ -41,19 +41,7 @@ def task_exposure(cfg: RunConfig) -> dict[str, TaskExposure]:
     d, t = cfg.data, cfg.train
     specs = task_specs(d)
     tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.name_or_path)
-    parts = [
-        load_encoded(
-            spec,
-            "train",
-            tokenizer,
-            d.max_seq_length,
-            data_dir=d.glue_dir,
-            limit=d.train_limit,
-            double=spec.symmetric and d.double_unordered,
-            cache_dir=d.cache_dir,
-        )
-        for spec in specs.values()
-    ]
+    parts = [load_training_split(spec, d, tokenizer) for spec in specs.values()]
     sizes = {p.task: len(p) for p in parts}
     weighting = make_task_weighting(
         t.task_weighting, sizes, t.weighting_exponent, t.sampling_temperature, t.task_multiples

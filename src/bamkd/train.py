@@ -24,7 +24,7 @@ import torch
 
 from bamkd import checkpoint as ckpt
 from bamkd.config import RunConfig, check_seq_length_fits, from_dict, load_yaml
-from bamkd.data import Encoded, ExampleStore, load_encoded
+from bamkd.data import Encoded, ExampleStore, load_encoded, load_training_split
 from bamkd.devices import make_accelerator
 from bamkd.errors import BamkdError, ConfigError
 from bamkd.evaluate import evaluate
@@ -217,18 +217,7 @@ def _load_data(cfg: RunConfig, specs: dict[str, TaskSpec], tokenizer, accelerato
     # The main process tokenizes first and fills the cache; the others then read it.
     with accelerator.main_process_first():
         for name, spec in specs.items():
-            train_parts.append(
-                load_encoded(
-                    spec,
-                    "train",
-                    tokenizer,
-                    d.max_seq_length,
-                    data_dir=d.glue_dir,
-                    limit=d.train_limit,
-                    double=spec.symmetric and d.double_unordered,
-                    cache_dir=d.cache_dir,
-                )
-            )
+            train_parts.append(load_training_split(spec, d, tokenizer))
             eval_sets[name] = {
                 split: load_encoded(
                     spec,
