@@ -73,6 +73,13 @@ def test_row_tiers_by_hand():
     assert [(w, m.tolist()) for w, m in tiers] == [(128, [0, 3, 5, 6]), (64, [1, 4]), (32, [2])]
 
 
+def test_mid_length_examples_stay_in_one_tier_when_narrow_rows_would_pad():
+    # 60 examples of 33-64 tokens: in rows of 64 none can share (3,840 positions for 3,051
+    # tokens); in rows of 128 two or three share a row (3,456 positions).
+    lengths = np.random.default_rng(4).integers(33, 65, size=60)
+    assert [w for w, _ in row_tiers(lengths, 128)] == [128]
+
+
 def test_block_diagonal_mask_separates_examples_and_isolates_padding():
     segments = torch.tensor([[0, 0, 1, 1, 1, -1]])
     mask = block_diagonal_mask(segments)[0, 0]
