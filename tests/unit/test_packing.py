@@ -7,7 +7,7 @@ import pytest
 import torch
 from tests.conftest import SHARED_GLUE
 
-from bamkd.data import ExampleStore, load_encoded
+from bamkd.data import Encoded, ExampleStore, load_encoded
 from bamkd.fast_dropout import install_fast_dropout
 from bamkd.model import MultiTaskModel, load_encoder, load_tokenizer
 from bamkd.packing import (
@@ -15,6 +15,7 @@ from bamkd.packing import (
     first_fit_decreasing,
     first_position,
     pack_layout,
+    packing_support,
     row_tiers,
 )
 from bamkd.tasks import get_task
@@ -201,3 +202,38 @@ def test_packed_equals_padded_on_minilm_and_real_glue(teacher):
     _compare(model, store, rows, capacity=128, teacher=teacher)
     # A single-task batch too.
     _compare(model, store, np.arange(24, 48), capacity=128, teacher=teacher)
+
+
+@pytest.mark.parametrize("family", ["roberta", "electra"])
+def test_packed_equals_padded_for_other_packable_families(family):
+    """RoBERTa counts positions from pad_token_id + 1, ELECTRA from 0; both must pack exactly."""
+    from transformers import AutoModel, ElectraConfig, RobertaConfig
+
+    size = {"vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 2}
+    size |= {"num_attention_heads": 2, "intermediate_size": 48}
+    if family == "roberta":
+        config = RobertaConfig(
+            **size, max_position_embeddings=80, pad_token_id=1, type_vocab_size=1
+        )
+    else:
+        config = ElectraConfig(**size, embedding_size=32, max_position_embeddings=80)
+    torch.manual_seed(0)
+    encoder = AutoModel.from_config(config)
+    rng = np.random.default_rng(5)
+    lengths = rng.integers(4, 40, size=24)
+    rows = [rng.integers(3, 64, size=n).astype(np.int32) for n in lengths]
+    part = Encoded(
+        "rte",
+        "train",
+        [str(i) for i in range(len(rows))],
+        np.concatenate(rows),
+        np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        (lengths // 2).astype(np.int32),
+        rng.integers(0, 2, size=len(rows)).astype(np.float32),
+        np.zeros(len(rows), dtype=np.int64),
+    )
+    store = ExampleStore([part], ["rte"], config.pad_token_id or 0, family == "electra")
+    pooling = "cls" if family == "electra" else "pooler"
+    model = MultiTaskModel(encoder, [get_task("rte")], pooling=pooling, dropout=0.0).eval()
+    assert packing_support(encoder) is None
+    _compare(model, store, np.arange(len(rows)), capacity=64, teacher=False)
