@@ -20,6 +20,7 @@ import yaml
 
 from bamkd.errors import ConfigError, excerpt
 from bamkd.heap import MAX_MMAP_THRESHOLD_MIB
+from bamkd.student import check_layer_choice
 
 
 @dataclass
@@ -44,6 +45,13 @@ class ModelConfig:
     init_from: str | None = None
     """Run folder (or model folder) whose weights start this run: multi-task then single-task
     fine-tuning. Heads of tasks the source lacks start fresh."""
+    keep_layers: list[int] | None = None
+    """A smaller student: keep only these 0-based encoder layers, in increasing order (``[0, 2,
+    4]`` of a 6-layer encoder); the embeddings and the pooler are kept too (bamkd.student).
+    The saved model is a plain encoder of that many layers. None keeps them all."""
+    keep_every: int | None = None
+    """Short form of ``keep_layers``: the top layer and every k-th one below it (6 layers,
+    ``keep_every: 2`` keeps 1, 3, 5), one layer in k as DistilBERT's student. None: all."""
 
 
 @dataclass
@@ -246,6 +254,7 @@ class RunConfig:
         """Bounds of the numeric settings whose meaning breaks outside them (rates, factors)."""
         m, t, dist = self.model, self.train, self.distill
         _in_range("model.dropout", m.dropout, 0.0, 1.0, hi_open=True)
+        check_layer_choice(m.keep_layers, m.keep_every)
         if m.encoder_dropout is not None:
             _in_range("model.encoder_dropout", m.encoder_dropout, 0.0, 1.0, hi_open=True)
         _in_range("train.adam_beta1", t.adam_beta1, 0.0, 1.0, hi_open=True)

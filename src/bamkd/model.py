@@ -22,6 +22,7 @@ from torch import nn
 from bamkd.errors import BamkdError, ConfigError, excerpt
 from bamkd.packing import block_diagonal_mask
 from bamkd.storage import atomic_dir
+from bamkd.student import choose_layers, keep_encoder_layers, layer_count_key
 from bamkd.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -140,11 +141,18 @@ DROPOUT_KEYS = (
 
 
 def load_encoder(
-    name_or_path: str, trust_remote_code: bool = False, dropout: float | None = None
+    name_or_path: str,
+    trust_remote_code: bool = False,
+    dropout: float | None = None,
+    *,
+    keep_layers: Sequence[int] | None = None,
+    keep_every: int | None = None,
 ) -> nn.Module:
     """A pretrained encoder through ``AutoModel`` (weights included).
 
     ``dropout`` replaces every dropout rate the encoder's config has (None keeps them).
+    ``keep_layers`` or ``keep_every`` (``model.keep_layers``/``model.keep_every``) cut it down to
+    those layers (bamkd.student); both None keeps every layer.
     """
     from transformers import AutoConfig, AutoModel
 
@@ -156,7 +164,7 @@ def load_encoder(
                 if isinstance(getattr(config, key, None), float):
                     setattr(config, key, dropout)
         # use_safetensors: never fall back to unpickling pytorch_model.bin (it can run code).
-        return AutoModel.from_pretrained(
+        encoder = AutoModel.from_pretrained(
             path, config=config, trust_remote_code=trust_remote_code, use_safetensors=True
         )
     except (OSError, ValueError) as exc:  # ValueError: remote code refused, unknown type
@@ -165,6 +173,12 @@ def load_encoder(
             f"cannot load encoder '{name_or_path}': {reason}. Give a local model folder with "
             "safetensors weights, 'minilm', 'bamkd-tiny', or a hub id (needs network)."
         ) from None
+    if keep_layers is None and keep_every is None:
+        return encoder
+    num_layers = getattr(encoder.config, layer_count_key(encoder.config))
+    chosen = choose_layers(keep_layers, keep_every, num_layers)
+    assert chosen is not None
+    return keep_encoder_layers(encoder, chosen)
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
@@ -402,6 +416,7 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
 def init_from(model: MultiTaskModel, source: str | Path) -> None:
     """Start ``model`` from another run's weights: the encoder and the heads both have."""
     folder = model_folder(source)
+    _check_same_depth(model, folder, source)
     state = load_weights(folder / WEIGHTS_NAME)
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
@@ -415,3 +430,21 @@ def init_from(model: MultiTaskModel, source: str | Path) -> None:
     model.load_state_dict(usable, strict=False)
     heads = sorted({k.split(".")[1] for k in usable if k.startswith("heads.")})
     log.info("initialised from %s (encoder + heads: %s)", folder, ", ".join(heads) or "none")
+
+
+def _check_same_depth(model: MultiTaskModel, folder: Path, source: str | Path) -> None:
+    """Refuse a source with another layer count: its first layers would silently stand in for
+    the ones a smaller student chose (``model.keep_layers``)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+        theirs = int(getattr(config, layer_count_key(config)))
+    except (OSError, ValueError):
+        return  # unreadable or remote-code configs: the weight-name check below still applies
+    if theirs != model.num_layers:
+        raise ConfigError(
+            f"model.init_from={source}: its encoder has {theirs} layers and this one "
+            f"{model.num_layers}; start from a run with the same layers (the same "
+            "model.keep_layers/keep_every), or leave model.init_from out"
+        )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +20,10 @@ from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 from bamkd.data import Encoded
-from bamkd.errors import BamkdError, DataError
+from bamkd.errors import BamkdError, ConfigError, DataError
 from bamkd.losses import teacher_probs
 from bamkd.storage import atomic_path, read_json, write_json
+from bamkd.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,63 @@ def align_teacher(enc: Encoded, teacher: TeacherOutputs) -> np.ndarray:
             f"{teacher.path}. Re-run 'bamkd teach' on the teacher run."
         )
     return teacher.outputs[rows]
+
+
+def check_teacher_tasks(
+    teachers: Mapping[str, Sequence[str | Path]], specs: Mapping[str, TaskSpec]
+) -> None:
+    """Refuse teachers whose head means something else than the student's for the same task.
+
+    Teacher outputs are keyed by example id and checked against each example's texts and label,
+    never against tokens, so a student may use another encoder and tokenizer than its teachers.
+    What must agree is the head: the same kind, the same labels in the same order (column i of a
+    teacher's logits is the student's class i) and, for regression, the same gold range (scores
+    are on the [0, 1] scale of that range). A teacher run without a saved model yet (one a
+    pipeline is still to train) is skipped; the check runs again before its outputs are read.
+
+    Raises:
+        ConfigError: naming the task, the teacher run and what differs.
+    """
+    from bamkd.model import META_NAME, model_folder
+
+    for task, runs in teachers.items():
+        student = specs.get(task)
+        if student is None:
+            continue
+        for run in runs:
+            try:
+                meta = read_json(model_folder(run) / META_NAME)
+            except BamkdError:
+                continue  # not trained yet
+            theirs = next((t for t in meta.get("tasks", []) if t.get("name") == task), None)
+            if theirs is None:
+                raise ConfigError(
+                    f"distill.teachers.{task}: teacher run {run} has no head for task '{task}'; "
+                    "name a run that was trained on it"
+                )
+            teacher = TaskSpec.from_dict(theirs)
+            differs = _head_difference(teacher, student)
+            if differs:
+                raise ConfigError(
+                    f"distill.teachers.{task}: teacher run {run} {differs}, so its outputs "
+                    "cannot teach this student; train the teacher on the same task definition"
+                )
+
+
+def _head_difference(teacher: TaskSpec, student: TaskSpec) -> str | None:
+    if teacher.kind != student.kind:
+        return f"is a {teacher.kind} task and the student's a {student.kind} task"
+    if teacher.label_names != student.label_names:
+        return (
+            f"has labels {list(teacher.label_names)} and the student "
+            f"{list(student.label_names)} (same labels, same order needed)"
+        )
+    if teacher.kind == "regression" and teacher.regression_range != student.regression_range:
+        return (
+            f"scales scores from {list(teacher.regression_range)} and the student from "
+            f"{list(student.regression_range)}"
+        )
+    return None
 
 
 def teacher_targets(

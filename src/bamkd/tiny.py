@@ -31,12 +31,19 @@ green black white yes only also just still even again never always often
 """.split()
 
 
-def tiny_vocab(extra_words: list[str] | None = None) -> dict[str, int]:
-    """Special tokens, words, then characters and their continuation forms (WordPiece fallback)."""
+def tiny_vocab(
+    extra_words: list[str] | None = None, *, common_words: bool = True
+) -> dict[str, int]:
+    """Special tokens, words, then characters and their continuation forms (WordPiece fallback).
+
+    ``common_words=False`` leaves out the built-in word list, so with no ``extra_words`` the
+    tokenizer spells every word out in characters.
+    """
     chars = list(string.ascii_lowercase + string.digits + string.punctuation)
     tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     seen = set(tokens)
-    for tok in [*COMMON_WORDS, *(extra_words or []), *chars, *(f"##{c}" for c in chars)]:
+    words = [*(COMMON_WORDS if common_words else []), *(extra_words or [])]
+    for tok in [*words, *chars, *(f"##{c}" for c in chars)]:
         if tok not in seen:
             seen.add(tok)
             tokens.append(tok)
@@ -44,16 +51,26 @@ def tiny_vocab(extra_words: list[str] | None = None) -> dict[str, int]:
 
 
 def build_tiny_encoder(
-    folder: str | Path, *, hidden: int = 64, layers: int = 2, seed: int = 0
+    folder: str | Path,
+    *,
+    hidden: int = 64,
+    layers: int = 2,
+    seed: int = 0,
+    words: list[str] | None = None,
 ) -> Path:
-    """Write a tiny BERT (config, random weights, tokenizer) to ``folder``."""
+    """Write a tiny BERT (config, random weights, tokenizer) to ``folder``.
+
+    ``words``: the whole words of the vocabulary; None gives the shared encoder's (common words
+    and the demo's), another list a different tokenizer (``[]``: characters only), as a student
+    whose tokenizer differs from its teachers' needs.
+    """
     import torch
     from safetensors.torch import save_file
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     from bamkd.demo import DEMO_WORDS
 
-    vocab = tiny_vocab(DEMO_WORDS)
+    vocab = tiny_vocab(DEMO_WORDS) if words is None else tiny_vocab(words, common_words=False)
     tokenizer = BertTokenizerFast(vocab=vocab)
     config = BertConfig(
         vocab_size=len(vocab),

@@ -53,8 +53,9 @@ from bamkd.storage import (
     write_json,
     write_text,
 )
+from bamkd.student import check_encoder_layers
 from bamkd.tasks import TaskSpec, check_split_file
-from bamkd.teachers import read_teacher_predictions, teacher_targets
+from bamkd.teachers import check_teacher_tasks, read_teacher_predictions, teacher_targets
 from bamkd.tracking import MetricLog
 
 log = logging.getLogger(__name__)
@@ -244,6 +245,7 @@ def _teacher_arrays(
     """Per task: teacher targets aligned with its training rows, or None (teacher task names
     were checked by `check_run_inputs`)."""
     dist = cfg.distill
+    check_teacher_tasks(dist.teachers, specs)  # again: a pipeline may have trained them since
     arrays: list[np.ndarray | None] = []
     for part in parts:
         runs = dist.teachers.get(part.task)
@@ -312,7 +314,9 @@ def check_run_inputs(
             f"distill.teachers names task '{unknown[0]}', which is not in data.tasks "
             f"({', '.join(specs)})"
         )
+    check_teacher_tasks(cfg.distill.teachers, specs)
     check_model_source(m.name_or_path, m.trust_remote_code, "model.name_or_path")
+    check_encoder_layers(m.name_or_path, m.keep_layers, m.keep_every, m.trust_remote_code)
     source = m.tokenizer or m.name_or_path
     key = (source, m.trust_remote_code)
     cache = tokenizers if tokenizers is not None else {}
@@ -365,7 +369,11 @@ def setup(cfg: RunConfig, *, resume: bool = False, trackers: list[str] | None = 
             write_text(run_dir / CONFIG_NAME, cfg.to_yaml())
             write_run_manifest(run_dir, cfg, run_data_files(cfg))
         encoder = load_encoder(
-            cfg.model.name_or_path, cfg.model.trust_remote_code, cfg.model.encoder_dropout
+            cfg.model.name_or_path,
+            cfg.model.trust_remote_code,
+            cfg.model.encoder_dropout,
+            keep_layers=cfg.model.keep_layers,
+            keep_every=cfg.model.keep_every,
         )
         # Seed after loading, so head initialisation and dropout never depend on what loading did.
         set_seed(cfg.train.seed)
