@@ -9,8 +9,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import statistics
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +72,83 @@ class LoadedRun:
             accelerator=self.accelerator,
             desc=desc,
         )
+
+
+@dataclass(frozen=True)
+class InferenceSpeed:
+    """How fast a run's model predicts one split: the median of timed passes, warm-up excluded."""
+
+    task: str
+    split: str
+    examples: int
+    seconds: float
+    """Median wall time of one pass over the split (tokenization excluded: the cache is filled
+    before timing)."""
+    repeats: int
+    batch_size: int
+    layers: int
+    device: str
+
+    @property
+    def examples_per_second(self) -> float:
+        return self.examples / self.seconds if self.seconds > 0 else float("inf")
+
+
+def inference_speed(
+    run_dir: str | Path,
+    task: str,
+    *,
+    split: str | None = None,
+    repeats: int = 3,
+    limit: int | None = None,
+    batch_size: int | None = None,
+    mixed_precision: str | None = None,
+) -> InferenceSpeed:
+    """Examples per second of a finished run's model on one task's dev split (or ``split``).
+
+    Predicts as evaluation and teacher prediction do (``predict_outputs``: length-sorted
+    batches of ``train.eval_batch_size``, dynamic padding, no gradients), once to warm up and
+    then ``repeats`` timed passes, so a smaller student and its teachers compare on equal terms.
+    ``limit`` keeps the first rows only (quick checks); the default is the run's
+    ``data.eval_limit``.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats} must be 1 or more")
+    run = LoadedRun(run_dir, mixed_precision=mixed_precision)
+    spec = run.specs.get(task)
+    if spec is None:
+        raise BamkdError(
+            f"run {run_dir} has no head for task '{task}' (it has: {', '.join(run.specs)})"
+        )
+    split = split or spec.eval_splits[0]
+    enc = run.encode(spec, split, limit=limit if limit is not None else run.cfg.data.eval_limit)
+    size = batch_size or run.cfg.train.eval_batch_size
+
+    def one_pass() -> float:
+        started = time.perf_counter()
+        predict_outputs(
+            run.model,
+            enc,
+            task,
+            pad_id=run.pad_id,
+            use_token_types=run.use_types,
+            batch_size=size,
+            accelerator=run.accelerator,
+        )
+        return time.perf_counter() - started
+
+    one_pass()  # warm-up: first-call allocations and kernel selection stay out of the timing
+    seconds = statistics.median(one_pass() for _ in range(repeats))
+    return InferenceSpeed(
+        task=task,
+        split=split,
+        examples=len(enc),
+        seconds=seconds,
+        repeats=repeats,
+        batch_size=size,
+        layers=run.model.num_layers,
+        device=str(run.accelerator.device),
+    )
 
 
 def _weights_digest(folder: Path) -> str:

@@ -19,9 +19,10 @@ import bamkd
 from bamkd.cli import main
 from bamkd.config import build_config
 from bamkd.data import tokenizer_fingerprint
-from bamkd.errors import ConfigError
+from bamkd.errors import BamkdError, ConfigError
 from bamkd.fast_dropout import FastDropout
 from bamkd.model import MultiTaskModel, load_tokenizer
+from bamkd.predict import inference_speed
 from bamkd.stop import TrainingStopped
 from bamkd.teachers import read_teacher_predictions
 from bamkd.tiny import build_tiny_encoder
@@ -226,3 +227,13 @@ def test_a_teacher_with_other_labels_is_refused_before_the_student_starts(
             )
         )
     assert not out.exists()
+
+
+def test_inference_speed_counts_the_dev_examples_of_the_smaller_model(small_run):
+    speed = inference_speed(small_run, "demo_agreement", repeats=2)
+    assert (speed.split, speed.examples, speed.layers, speed.repeats) == ("dev", 8, 2, 2)
+    assert speed.device == "cpu" and speed.seconds > 0
+    assert speed.examples_per_second == pytest.approx(8 / speed.seconds)
+    assert inference_speed(small_run, "demo_rating", repeats=1, limit=3).examples == 3
+    with pytest.raises(BamkdError, match="no head for task 'nope'"):
+        inference_speed(small_run, "nope")
