@@ -185,7 +185,7 @@ def keep_encoder_layers(encoder: nn.Module, keep: Sequence[int]) -> nn.Module:
     assert chosen is not None
     path = layer_list_path(encoder)
     assert path is not None
-    config = copy.deepcopy(encoder.config)
+    config: Any = copy.deepcopy(encoder.config)
     key = layer_count_key(config)
     num_layers = getattr(config, key)
     setattr(config, key, len(chosen))
