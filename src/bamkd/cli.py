@@ -18,6 +18,7 @@ from typing import Any
 from bamkd import __version__
 from bamkd.errors import BamkdError
 from bamkd.stop import TrainingStopped
+from bamkd.variants import VARIANTS
 
 log = logging.getLogger("bamkd")
 
@@ -243,7 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run an experiment: teachers, predictions, students, report")
     p.add_argument("experiment", help="experiment YAML")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the experiment")
-    p.add_argument("--only", nargs="+", help="only these variants (key=value overrides may follow)")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        metavar="VARIANT",
+        help=f"only these variants ({', '.join(VARIANTS)}) and the runs they depend on; "
+        "key=value overrides may follow",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan, train nothing")
     p.set_defaults(func=cmd_run)
 
