@@ -18,6 +18,7 @@ from typing import Any
 from bamkd import __version__
 from bamkd.errors import BamkdError
 from bamkd.stop import TrainingStopped
+from bamkd.tasks.records import RECORD_FORMATS
 from bamkd.variants import VARIANTS
 
 log = logging.getLogger("bamkd")
@@ -286,10 +287,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder, model folder or exported multitask folder")
     p.add_argument("--task", help="the task whose head predicts")
     p.add_argument(
-        "--input", required=True, help="TSV, CSV or JSONL file with a header/keys; - for stdin"
+        "--input",
+        required=True,
+        help=f"{', '.join(RECORD_FORMATS).upper()} file with a header or keys; - for stdin",
     )
     p.add_argument(
-        "--format", choices=["tsv", "csv", "jsonl"], help="input format (default: from the name)"
+        "--format",
+        choices=list(RECORD_FORMATS),
+        help="input format (default: from the file name, else the first line): "
+        + "; ".join(f"{f.name}: {f.what}" for f in RECORD_FORMATS.values()),
     )
     p.add_argument("--output", default="-", help="output file (default: standard output)")
     p.add_argument(

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from bamkd.errors import ConfigError, excerpt
+from bamkd.tasks.records import RECORD_FORMATS
 
 __all__ = [
     "CLASSIFICATION_METRICS",
@@ -40,7 +41,7 @@ REGRESSION_METRICS: tuple[str, ...] = ("pearson", "spearman")
 METRICS: tuple[str, ...] = CLASSIFICATION_METRICS + REGRESSION_METRICS
 # "glue" means: read with the fixed GLUE layouts in readers.py; the others come from task YAMLs
 # (or, for GLUE tasks, from data.glue_source: see `glue_task`).
-FILE_FORMATS = ("csv", "tsv", "jsonl")
+FILE_FORMATS = tuple(RECORD_FORMATS)  # csv, tsv, jsonl: files read line by line
 # Column tables read through pyarrow / Hugging Face `datasets` (the optional [datasets] extra):
 # Parquet files, a folder written by `save_to_disk`, or a dataset on the Hugging Face hub.
 TABLE_FORMATS = ("parquet", "disk", "hub")
