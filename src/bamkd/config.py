@@ -8,6 +8,7 @@ that ``bamkd`` works from any working directory.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -565,19 +566,27 @@ def build_config(
     data: dict[str, Any] = json.loads(json.dumps(base)) if base else {}
     if preset is not None:
         path = find_preset(preset)
-        _deep_update(data, resolve_paths(load_yaml(path), path.parent))
+        data = merge_sections(data, resolve_paths(load_yaml(path), path.parent))
     if overrides:
         extra = apply_overrides({}, overrides)
-        _deep_update(data, resolve_paths(extra, Path.cwd()))
+        data = merge_sections(data, resolve_paths(extra, Path.cwd()))
     return from_dict(RunConfig, data)
 
 
-def _deep_update(dst: dict[str, Any], src: dict[str, Any]) -> None:
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict) and k != "teachers":
-            _deep_update(dst[k], v)
-        else:
-            dst[k] = v
+def merge_sections(*layers: dict[str, Any] | None) -> dict[str, Any]:
+    """Nested config data with each layer's values over the earlier ones', as a new dict.
+
+    Mappings merge key by key, except ``teachers``: a later task -> teachers mapping replaces
+    the earlier one whole, so a run never inherits another run's teachers.
+    """
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "teachers":
+                out[key] = merge_sections(out[key], value)
+            else:
+                out[key] = copy.deepcopy(value)
+    return out
 
 
 PRESET_DIR = Path(__file__).parent / "presets"

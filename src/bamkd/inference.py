@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bamkd.data import ExampleStore, encode_examples
+from bamkd.data import ExampleStore, encode_examples, padding_settings
 from bamkd.errors import BamkdError, DataError, excerpt_list
 from bamkd.evaluate import predict_outputs
 from bamkd.model import MultiTaskModel, load_tokenizer, model_folder
@@ -103,8 +103,7 @@ class Predictor:
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
         self.batch_size = batch_size
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.use_token_types = "token_type_ids" in tokenizer.model_input_names
+        self.pad_id, self.use_token_types = padding_settings(tokenizer)
         self.specs: dict[str, TaskSpec] = {t.name: t for t in model.tasks}
 
     @classmethod

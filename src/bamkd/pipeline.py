@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from bamkd.config import RunConfig, from_dict, load_yaml, resolve_paths
+from bamkd.config import RunConfig, from_dict, load_yaml, merge_sections, resolve_paths
 from bamkd.errors import BamkdError, ConfigError, excerpt
 from bamkd.runs import PLAN_NAME, is_finished
 from bamkd.stop import TrainingStopped
@@ -131,17 +131,6 @@ class PlannedRun:
         return Path(self.config["output_dir"])
 
 
-def _merge(*dicts: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for d in dicts:
-        for key, value in (d or {}).items():
-            if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "teachers":
-                out[key] = _merge(out[key], value)
-            else:
-                out[key] = copy.deepcopy(value)
-    return out
-
-
 class Planner:
     """Builds the run list of an experiment, sharing runs between variants (e.g. teachers)."""
 
@@ -161,7 +150,7 @@ class Planner:
         deps: list[str] | None = None,
     ) -> str:
         if run_id not in self.runs:
-            config = _merge(self.exp.base, role, extra or {})
+            config = merge_sections(self.exp.base, role, extra or {})
             config.setdefault("data", {})["tasks"] = list(tasks)
             # A student's own seed (Planner.student) wins over the experiment seed.
             own_seed = (extra or {}).get("train", {}).get("seed", seed)
@@ -209,7 +198,7 @@ class Planner:
             tasks,
             seed,
             role,
-            _merge({"distill": distill}, extra or {}, fresh),
+            merge_sections({"distill": distill}, extra or {}, fresh),
             sorted(set(teachers.values())),
         )
 
@@ -236,7 +225,7 @@ class Planner:
         )
 
     def finetune(self, source: str, variant: str, task: str, seed: int) -> str:
-        role = _merge(self.exp.single, self.exp.finetune)
+        role = merge_sections(self.exp.single, self.exp.finetune)
         extra = {"model": {"init_from": str(self.root / source)}}
         return self.add(
             f"{variant}/{task}/seed{seed}", variant, [task], seed, role, extra, [source]

@@ -116,8 +116,9 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
 
 
 def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` as UTF-8 with \n line ends on every platform (GLUE's server wants them)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", newline="\n")
 
 
 def write_json(path: str | Path, data: Any) -> None:
