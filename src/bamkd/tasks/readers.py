@@ -363,6 +363,7 @@ class _Reader:
                 # The first row of a header-less file fixes the width (CoLA's is known).
                 width = width or len(fields)
                 pos = self.check_indices(number, width)
+            assert width is not None  # from the header, the layout or the first row
             try:
                 check_width(number, fields, width, layout.format)
             except RecordError as e:

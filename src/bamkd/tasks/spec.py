@@ -250,7 +250,7 @@ class TaskSpec:
         what = {"jsonl": "JSON key", "csv": header_name, "tsv": header_name}.get(
             self.format, "column name"
         )
-        columns = [("text_columns", c) for c in self.text_columns]
+        columns: list[tuple[str, Column | None]] = [("text_columns", c) for c in self.text_columns]
         columns += [("label_column", self.label_column), ("id_column", self.id_column)]
         for key, col in columns:
             if col is None:
