@@ -18,6 +18,8 @@ from typing import Any
 from bamkd import __version__
 from bamkd.errors import BamkdError
 from bamkd.stop import TrainingStopped
+from bamkd.tasks.records import RECORD_FORMATS
+from bamkd.variants import VARIANTS
 
 log = logging.getLogger("bamkd")
 
@@ -243,7 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run an experiment: teachers, predictions, students, report")
     p.add_argument("experiment", help="experiment YAML")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the experiment")
-    p.add_argument("--only", nargs="+", help="only these variants (key=value overrides may follow)")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        metavar="VARIANT",
+        help=f"only these variants ({', '.join(VARIANTS)}) and the runs they depend on; "
+        "key=value overrides may follow",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan, train nothing")
     p.set_defaults(func=cmd_run)
 
@@ -279,10 +287,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder, model folder or exported multitask folder")
     p.add_argument("--task", help="the task whose head predicts")
     p.add_argument(
-        "--input", required=True, help="TSV, CSV or JSONL file with a header/keys; - for stdin"
+        "--input",
+        required=True,
+        help=f"{', '.join(RECORD_FORMATS).upper()} file with a header or keys; - for stdin",
     )
     p.add_argument(
-        "--format", choices=["tsv", "csv", "jsonl"], help="input format (default: from the name)"
+        "--format",
+        choices=list(RECORD_FORMATS),
+        help="input format (default: from the file name, else the first line): "
+        + "; ".join(f"{f.name}: {f.what}" for f in RECORD_FORMATS.values()),
     )
     p.add_argument("--output", default="-", help="output file (default: standard output)")
     p.add_argument(

@@ -8,19 +8,32 @@ that ``bamkd`` works from any working directory.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
 from bamkd.errors import ConfigError, excerpt
 from bamkd.heap import MAX_MMAP_THRESHOLD_MIB
+from bamkd.schedules import SCHEDULE_NAMES
 from bamkd.student import check_layer_choice
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """Marks a ``str`` field whose values come from a registry; checked as a Literal would be."""
+
+    names: tuple[str, ...]
+
+
+ScheduleName = Annotated[str, OneOf(SCHEDULE_NAMES)]
+"""A name from `bamkd.schedules.SCHEDULES`."""
 
 
 @dataclass
@@ -161,7 +174,7 @@ class TrainConfig:
 class TaskDistill:
     """Per-task override of the distillation settings."""
 
-    schedule: Literal["anneal", "constant", "cosine", "step"] | None = None
+    schedule: ScheduleName | None = None
     weight: float | None = None
     temperature: float | None = None
 
@@ -174,9 +187,10 @@ class DistillConfig:
     """Task name -> teacher run folders (several form an ensemble)."""
     teacher_weights: dict[str, list[float]] = field(default_factory=dict)
     """Task name -> ensemble weights (default: equal)."""
-    schedule: Literal["anneal", "constant", "cosine", "step"] = "anneal"
-    """anneal: gold weight lambda = progress (the paper); constant: fixed teacher weight;
-    cosine: lambda = (1 - cos(pi * progress)) / 2; step: teacher only until step_at, gold after."""
+    schedule: ScheduleName = "anneal"
+    """How the gold weight lambda moves (`bamkd.schedules`): anneal, lambda = progress (the
+    paper); constant, a fixed teacher weight; cosine, lambda = (1 - cos(pi * progress)) / 2;
+    step, teacher only until step_at, gold after."""
     weight: float = 0.5
     """Teacher weight w for the constant schedule (1.0 = pure distillation)."""
     step_at: float = 0.5
@@ -369,7 +383,7 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
     """Build dataclass ``cls`` from nested plain data, checking every key and type."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'} must be a mapping, got {type(data).__name__}")
-    hints = get_type_hints(cls)
+    hints = get_type_hints(cls, include_extras=True)
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
@@ -389,16 +403,10 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value or {}, key)
     if origin is Literal:
-        value = _yaml_spelling(value, args)
-        if value not in args:
-            # YAML reads yes/no/on/off as booleans; say so, or "pooling=False" baffles.
-            quoted = (
-                f"{value} (YAML's reading of yes/no/on/off)"
-                if isinstance(value, bool)
-                else excerpt(value)
-            )
-            raise ConfigError(f"{key}={quoted} is not one of {', '.join(map(repr, args))}")
-        return value
+        return _one_of(value, args, key)
+    if origin is Annotated:
+        choices = [m.names for m in tp.__metadata__ if isinstance(m, OneOf)]
+        return _one_of(value, choices[0], key) if choices else _coerce(args[0], value, key)
     if type(None) in args:  # Optional[X]
         if value is None:
             return None
@@ -432,6 +440,20 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(f"{key} must be a string, got {excerpt(value)}")
         return str(value)
+    return value
+
+
+def _one_of(value: Any, allowed: tuple[Any, ...], key: str) -> Any:
+    """``value`` if it is one of ``allowed``, else a ConfigError listing them."""
+    value = _yaml_spelling(value, allowed)
+    if value not in allowed:
+        # YAML reads yes/no/on/off as booleans; say so, or "pooling=False" baffles.
+        quoted = (
+            f"{value} (YAML's reading of yes/no/on/off)"
+            if isinstance(value, bool)
+            else excerpt(value)
+        )
+        raise ConfigError(f"{key}={quoted} is not one of {', '.join(map(repr, allowed))}")
     return value
 
 
@@ -553,19 +575,27 @@ def build_config(
     data: dict[str, Any] = json.loads(json.dumps(base)) if base else {}
     if preset is not None:
         path = find_preset(preset)
-        _deep_update(data, resolve_paths(load_yaml(path), path.parent))
+        data = merge_sections(data, resolve_paths(load_yaml(path), path.parent))
     if overrides:
         extra = apply_overrides({}, overrides)
-        _deep_update(data, resolve_paths(extra, Path.cwd()))
+        data = merge_sections(data, resolve_paths(extra, Path.cwd()))
     return from_dict(RunConfig, data)
 
 
-def _deep_update(dst: dict[str, Any], src: dict[str, Any]) -> None:
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict) and k != "teachers":
-            _deep_update(dst[k], v)
-        else:
-            dst[k] = v
+def merge_sections(*layers: dict[str, Any] | None) -> dict[str, Any]:
+    """Nested config data with each layer's values over the earlier ones', as a new dict.
+
+    Mappings merge key by key, except ``teachers``: a later task -> teachers mapping replaces
+    the earlier one whole, so a run never inherits another run's teachers.
+    """
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "teachers":
+                out[key] = merge_sections(out[key], value)
+            else:
+                out[key] = copy.deepcopy(value)
+    return out
 
 
 PRESET_DIR = Path(__file__).parent / "presets"

@@ -234,6 +234,14 @@ def _read_cache(path: Path, task: str, split: str) -> Encoded:
     return enc
 
 
+def padding_settings(tokenizer) -> tuple[int, bool]:
+    """(pad token id, whether the encoder takes token_type_ids): what `ExampleStore` and the
+    evaluation and prediction paths need from a tokenizer. A tokenizer without a pad token pads
+    with 0 (its rows are masked out by the attention mask anyway)."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return pad_id, "token_type_ids" in tokenizer.model_input_names
+
+
 class ExampleStore:
     """Several tasks' encoded splits, concatenated, with optional per-row teacher targets.
 

@@ -17,11 +17,9 @@ optional id column (`ID_COLUMNS`) that is passed through to the output.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,13 +27,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from bamkd.data import ExampleStore, encode_examples
+from bamkd.data import ExampleStore, encode_examples, padding_settings
 from bamkd.errors import BamkdError, DataError, excerpt_list
 from bamkd.evaluate import predict_outputs
 from bamkd.model import MultiTaskModel, load_tokenizer, model_folder
 from bamkd.progress import progress_bar
 from bamkd.runs import CONFIG_NAME, MODEL_DIR, load_run_config
 from bamkd.tasks import Example, TaskSpec
+from bamkd.tasks.records import (
+    RECORD_FORMATS,
+    RecordError,
+    check_width,
+    delimited_records,
+    detect_format,
+    json_objects,
+    no_csv_field_limit,
+    text_lines,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +72,6 @@ ID_COLUMNS: tuple[str, ...] = ("id", "idx", "index")
 """An id column passed through to the output; rows are numbered from 1 without one."""
 
 DEFAULT_BATCH_SIZE = 64
-INPUT_FORMATS = ("tsv", "csv", "jsonl")
 OUTPUT_FORMATS = ("jsonl", "tsv")
 
 Inputs = Sequence[str] | Sequence[tuple[str, str]] | Sequence[Sequence[str]]
@@ -96,8 +103,7 @@ class Predictor:
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
         self.batch_size = batch_size
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.use_token_types = "token_type_ids" in tokenizer.model_input_names
+        self.pad_id, self.use_token_types = padding_settings(tokenizer)
         self.specs: dict[str, TaskSpec] = {t.name: t for t in model.tasks}
 
     @classmethod
@@ -330,24 +336,6 @@ class InputTable:
         return len(self.columns) == 2
 
 
-def detect_format(name: str | None, text: str) -> str:
-    """The input format from the file suffix, else from the first line (JSON object, commas)."""
-    if name:
-        suffix = Path(name).suffix.lower()
-        if suffix in (".tsv", ".tab"):
-            return "tsv"
-        if suffix == ".csv":
-            return "csv"
-        if suffix in (".jsonl", ".json", ".ndjson"):
-            return "jsonl"
-    first = next((line for line in text.splitlines() if line.strip()), "")
-    if first.lstrip().startswith("{"):
-        return "jsonl"
-    # A header without tabs or commas names one column: read it as TSV, so commas in the text
-    # stay text (a file of plain lines under a "sentence" header just works).
-    return "csv" if "," in first and "\t" not in first else "tsv"
-
-
 def read_inputs(
     text: str,
     *,
@@ -361,7 +349,8 @@ def read_inputs(
     Args:
         text: the whole file.
         source: its name for error messages (a path, or "standard input").
-        fmt: "tsv", "csv" or "jsonl"; detected from ``source`` and the content when None.
+        fmt: a name from `RECORD_FORMATS` (csv, tsv, jsonl); detected from ``source`` and the
+            content when None.
         pair: whether sentence pairs are wanted (True), single sentences (False) or either
             (None: pairs when the file has a pair of text columns).
         task: the task, whose own text column names are accepted too, and named in errors.
@@ -372,11 +361,12 @@ def read_inputs(
     if text.startswith("\ufeff"):
         text = text[1:]
     fmt = fmt or detect_format(None if source == "standard input" else source, text)
-    if fmt not in INPUT_FORMATS:
-        raise DataError(f"{source}: unknown input format {fmt!r}; use one of {INPUT_FORMATS}")
+    if fmt not in RECORD_FORMATS:
+        known = ", ".join(RECORD_FORMATS)
+        raise DataError(f"{source}: unknown input format {fmt!r}; use one of {known}")
     if not text.strip():
         raise DataError(f"{source}: the input is empty; give a header line and rows to predict")
-    rows = _jsonl_rows(text, source) if fmt == "jsonl" else _delimited_rows(text, source, fmt)
+    rows = _rows(text, source, fmt)
     names, first_line = rows[0][1], rows[0][0]
     columns = resolve_columns(list(names), pair=pair, task=task, source=source, fmt=fmt)
     id_col = next((c for c in ID_COLUMNS if c in names), None)
@@ -403,68 +393,30 @@ def read_inputs(
     return InputTable(source, tuple(columns), ids, texts)
 
 
-def _delimited_rows(text: str, source: str, fmt: str) -> list[tuple[int, Any]]:
-    """[(line, header names), (line, {column: value}), ...] of a TSV or CSV file."""
-    lines = text.splitlines()
-    if fmt == "tsv":
-        # Plain tab splitting, like the GLUE reader: quotes in text stay literal.
-        records: Iterable[tuple[int, list[str]]] = (
-            (i, line.split("\t")) for i, line in enumerate(lines, start=1) if line.strip()
-        )
-    else:
-        reader = csv.reader(io.StringIO(text, newline=""))
-
-        def numbered() -> Iterable[tuple[int, list[str]]]:
-            start = 1
-            while True:
-                try:
-                    fields = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as exc:
-                    raise DataError(
-                        f"{source}:{start}: cannot parse this CSV line ({exc})"
-                    ) from None
-                if fields and any(f.strip() for f in fields):
-                    yield start, fields
-                start = reader.line_num + 1
-
-        records = numbered()
+def _rows(text: str, source: str, fmt: str) -> list[tuple[int, Any]]:
+    """[(line, header names or the first object's keys), (line, {column: value}), ...]."""
+    lines = text_lines(text)
     out: list[tuple[int, Any]] = []
-    header: list[str] | None = None
-    for number, fields in records:
-        if header is None:
-            header = [f.strip() for f in fields]
-            out.append((number, header))
-            continue
-        if len(fields) != len(header):
-            sep = "tab" if fmt == "tsv" else "comma"
-            raise DataError(
-                f"{source}:{number}: expected {len(header)} {sep}-separated columns like the "
-                f"header, found {len(fields)}"
+    try:
+        if fmt == "jsonl":
+            out = list(
+                json_objects(lines, 'Each line must hold one JSON object like {"sentence": "..."}.')
             )
-        out.append((number, dict(zip(header, fields))))
+            return [(out[0][0], list(out[0][1])), *out] if out else []
+        header: list[str] | None = None
+        with no_csv_field_limit():
+            for number, fields in delimited_records(lines, fmt):
+                if not any(f.strip() for f in fields):
+                    continue  # a blank line between rows
+                if header is None:
+                    header = [f.strip() for f in fields]
+                    out.append((number, header))
+                    continue
+                check_width(number, fields, len(header), fmt, " like the header")
+                out.append((number, dict(zip(header, fields))))
+    except RecordError as e:
+        raise DataError(f"{source}:{e.line}: {e.problem}. {e.fix}") from None
     return out
-
-
-def _jsonl_rows(text: str, source: str) -> list[tuple[int, Any]]:
-    """[(line, keys of the first object), (line, object), ...] of a JSONL file."""
-    out: list[tuple[int, Any]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except (ValueError, RecursionError) as exc:
-            raise DataError(f"{source}:{number}: not valid JSON ({exc})") from None
-        if not isinstance(obj, dict):
-            raise DataError(
-                f'{source}:{number}: expected a JSON object like {{"sentence": "..."}}, '
-                f"found {type(obj).__name__}"
-            )
-        out.append((number, obj))
-    keys = list(out[0][1]) if out else []
-    return [(out[0][0], keys), *out]
 
 
 def resolve_columns(

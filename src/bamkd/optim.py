@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import torch
 
@@ -47,15 +46,6 @@ def layer_depth(name: str, num_layers: int) -> int:
 
 def layerwise_factor(depth: int, alpha: float) -> float:
     return alpha**depth
-
-
-@dataclass(frozen=True)
-class GroupInfo:
-    """What one parameter group is, for logging and tests."""
-
-    depth: int
-    decay: bool
-    lr_scale: float
 
 
 def param_groups(

@@ -17,36 +17,14 @@ from typing import Any
 
 import yaml
 
-from bamkd.config import RunConfig, from_dict, load_yaml, resolve_paths
+from bamkd.config import RunConfig, from_dict, load_yaml, merge_sections, resolve_paths
 from bamkd.errors import BamkdError, ConfigError, excerpt
 from bamkd.runs import PLAN_NAME, is_finished
 from bamkd.stop import TrainingStopped
 from bamkd.storage import write_text
+from bamkd.variants import VARIANTS, is_pairs
 
 log = logging.getLogger(__name__)
-
-VARIANTS = {
-    "single": "Single: one model per task, gold labels",
-    "multi": "Multi: one multi-task model, gold labels",
-    "single_single": "Single->Single: born-again single-task models",
-    "multi_multi": "Multi->Multi: a Multi model teaches a fresh multi-task model",
-    "bam": "Single->Multi (BAM): single-task teachers, multi-task student, teacher annealing",
-    "bam_rounds": "Single->Multi->Single->Multi: BAM teaches singles, which teach a new student",
-    "multi_ft": "Multi + single-task fine-tuning",
-    "bam_ft": "BAM + single-task fine-tuning",
-    "bam_no_anneal": "BAM without teacher annealing (constant teacher weight distill.weight)",
-    "bam_no_layerwise": "BAM without layer-wise learning rates",
-    "bam_no_weighting": "BAM without task weighting (plain concatenation)",
-    "bam_grouped": "BAM on length-grouped batches (tasks sorted into length buckets)",
-    "bam_loaded_multiples": "BAM with |D|^0.75 multiples from the loaded sizes",
-    "bam_sigmoid_head": "BAM with a sigmoid regression head (the paper's text)",
-    "bam_linear_head": "BAM with a linear regression head (the authors' code)",
-    "bam_same_seed": "BAM whose student reuses its teachers' seed",
-    "pairs_multi": "Multi on the target task paired with each other task",
-    "pairs_bam": "BAM on the target task paired with each other task",
-}
-"""Every variant the paper compares, by the name an experiment uses."""
-
 
 STUDENT_SEED_OFFSET = 1000
 """Born-again students are fresh models: a student's train.seed is the largest seed of its
@@ -91,7 +69,7 @@ class Experiment:
             raise ConfigError("experiment 'tasks' is empty")
         if not self.seeds:
             raise ConfigError("experiment 'seeds' is empty")
-        if any(v.startswith("pairs_") for v in self.variants):
+        if any(is_pairs(v) for v in self.variants):
             if self.pairs_target is None:
                 raise ConfigError("pairs_* variants need 'pairs_target', e.g. pairs_target: rte")
             if self.pairs_target not in self.tasks:
@@ -153,17 +131,6 @@ class PlannedRun:
         return Path(self.config["output_dir"])
 
 
-def _merge(*dicts: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for d in dicts:
-        for key, value in (d or {}).items():
-            if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "teachers":
-                out[key] = _merge(out[key], value)
-            else:
-                out[key] = copy.deepcopy(value)
-    return out
-
-
 class Planner:
     """Builds the run list of an experiment, sharing runs between variants (e.g. teachers)."""
 
@@ -183,7 +150,7 @@ class Planner:
         deps: list[str] | None = None,
     ) -> str:
         if run_id not in self.runs:
-            config = _merge(self.exp.base, role, extra or {})
+            config = merge_sections(self.exp.base, role, extra or {})
             config.setdefault("data", {})["tasks"] = list(tasks)
             # A student's own seed (Planner.student) wins over the experiment seed.
             own_seed = (extra or {}).get("train", {}).get("seed", seed)
@@ -217,12 +184,13 @@ class Planner:
         teachers: dict[str, str],
         role: dict,
         extra: dict | None = None,
+        seed_offset: int | None = None,
     ) -> str:
+        """A distilled run; it trains on its teachers' largest seed plus ``seed_offset``
+        (default: the experiment's ``student_seed_offset``)."""
         distill = {"teachers": {t: [str(self.root / teachers[t])] for t in tasks}}
         teacher_seed = max(self.runs[r].config["train"]["seed"] for r in teachers.values())
-        offset = self.exp.student_seed_offset
-        if variant == "bam_same_seed":
-            offset = 0
+        offset = self.exp.student_seed_offset if seed_offset is None else seed_offset
         fresh = {"train": {"seed": teacher_seed + offset}}
         return self.add(
             run_id,
@@ -230,7 +198,7 @@ class Planner:
             tasks,
             seed,
             role,
-            _merge({"distill": distill}, extra or {}, fresh),
+            merge_sections({"distill": distill}, extra or {}, fresh),
             sorted(set(teachers.values())),
         )
 
@@ -241,150 +209,34 @@ class Planner:
         run_id: str | None = None,
         variant: str = "bam",
         extra: dict | None = None,
+        seed_offset: int | None = None,
     ) -> str:
         tasks = tasks or self.exp.tasks
         teachers = {t: self.single(t, seed) for t in tasks}
         return self.student(
-            run_id or f"bam/seed{seed}", variant, tasks, seed, teachers, self.exp.multi, extra
+            run_id or f"bam/seed{seed}",
+            variant,
+            tasks,
+            seed,
+            teachers,
+            self.exp.multi,
+            extra,
+            seed_offset,
         )
 
     def finetune(self, source: str, variant: str, task: str, seed: int) -> str:
-        role = _merge(self.exp.single, self.exp.finetune)
+        role = merge_sections(self.exp.single, self.exp.finetune)
         extra = {"model": {"init_from": str(self.root / source)}}
         return self.add(
             f"{variant}/{task}/seed{seed}", variant, [task], seed, role, extra, [source]
         )
 
-    # Variants ----------------------------------------------------------------------------
-
     def plan(self) -> list[PlannedRun]:
-        exp = self.exp
-        for seed in exp.seeds:
-            for variant in exp.variants:
-                getattr(self, f"_plan_{variant}")(seed)
+        """Every run of the experiment's variants and seeds, in dependency order."""
+        for seed in self.exp.seeds:
+            for variant in self.exp.variants:
+                VARIANTS[variant].plan(self, seed)
         return self.ordered()
-
-    def _plan_single(self, seed: int) -> None:
-        for task in self.exp.tasks:
-            self.single(task, seed)
-
-    def _plan_multi(self, seed: int) -> None:
-        self.multi(seed)
-
-    def _plan_single_single(self, seed: int) -> None:
-        for task in self.exp.tasks:
-            self.student(
-                f"single_single/{task}/seed{seed}",
-                "single_single",
-                [task],
-                seed,
-                {task: self.single(task, seed)},
-                self.exp.single,
-            )
-
-    def _plan_multi_multi(self, seed: int) -> None:
-        teacher = self.multi(seed)
-        self.student(
-            f"multi_multi/seed{seed}",
-            "multi_multi",
-            self.exp.tasks,
-            seed,
-            {t: teacher for t in self.exp.tasks},
-            self.exp.multi,
-        )
-
-    def _plan_bam(self, seed: int) -> None:
-        self.bam(seed)
-
-    def _plan_bam_rounds(self, seed: int) -> None:
-        first = self.bam(seed)
-        singles = {
-            t: self.student(
-                f"bam_rounds/round2_single/{t}/seed{seed}",
-                "bam_rounds_single",
-                [t],
-                seed,
-                {t: first},
-                self.exp.single,
-            )
-            for t in self.exp.tasks
-        }
-        self.student(
-            f"bam_rounds/seed{seed}", "bam_rounds", self.exp.tasks, seed, singles, self.exp.multi
-        )
-
-    def _plan_multi_ft(self, seed: int) -> None:
-        source = self.multi(seed)
-        for task in self.exp.tasks:
-            self.finetune(source, "multi_ft", task, seed)
-
-    def _plan_bam_ft(self, seed: int) -> None:
-        source = self.bam(seed)
-        for task in self.exp.tasks:
-            self.finetune(source, "bam_ft", task, seed)
-
-    def _plan_bam_no_anneal(self, seed: int) -> None:
-        self.bam(
-            seed,
-            run_id=f"bam_no_anneal/seed{seed}",
-            variant="bam_no_anneal",
-            extra={"distill": {"schedule": "constant"}},
-        )
-
-    def _plan_bam_no_layerwise(self, seed: int) -> None:
-        self.bam(
-            seed,
-            run_id=f"bam_no_layerwise/seed{seed}",
-            variant="bam_no_layerwise",
-            extra={"train": {"layerwise_decay": 1.0}},
-        )
-
-    def _plan_bam_no_weighting(self, seed: int) -> None:
-        self.bam(
-            seed,
-            run_id=f"bam_no_weighting/seed{seed}",
-            variant="bam_no_weighting",
-            extra={"train": {"task_weighting": "concat"}},
-        )
-
-    # One departure each from the faithful configuration (BENCHMARKS.md, the faithful study).
-
-    def _ablation(self, seed: int, variant: str, extra: dict | None = None) -> None:
-        self.bam(seed, run_id=f"{variant}/seed{seed}", variant=variant, extra=extra)
-
-    def _plan_bam_grouped(self, seed: int) -> None:
-        self._ablation(seed, "bam_grouped", {"data": {"length_grouped": True, "packing": False}})
-
-    def _plan_bam_loaded_multiples(self, seed: int) -> None:
-        self._ablation(seed, "bam_loaded_multiples", {"train": {"task_weighting": "bam"}})
-
-    def _plan_bam_sigmoid_head(self, seed: int) -> None:
-        self._ablation(seed, "bam_sigmoid_head", {"model": {"regression_head": "sigmoid"}})
-
-    def _plan_bam_linear_head(self, seed: int) -> None:
-        self._ablation(seed, "bam_linear_head", {"model": {"regression_head": "linear"}})
-
-    def _plan_bam_same_seed(self, seed: int) -> None:
-        self._ablation(seed, "bam_same_seed")
-
-    def _pairs(self, seed: int, kind: str) -> None:
-        target = self.exp.pairs_target
-        assert target is not None
-        for partner in self.exp.tasks:
-            if partner == target:
-                continue
-            tasks = [target, partner]
-            run_id = f"pairs_{kind}/{target}+{partner}/seed{seed}"
-            if kind == "multi":
-                self.add(run_id, "pairs_multi", tasks, seed, self.exp.multi)
-            else:
-                self.bam(seed, tasks=tasks, run_id=run_id, variant="pairs_bam")
-
-    def _plan_pairs_multi(self, seed: int) -> None:
-        self._pairs(seed, "multi")
-
-    def _plan_pairs_bam(self, seed: int) -> None:
-        self._pairs(seed, "bam")
 
     def ordered(self) -> list[PlannedRun]:
         """Runs in an order where every run comes after its dependencies."""

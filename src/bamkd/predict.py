@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bamkd.data import load_encoded, tokenizer_fingerprint
+from bamkd.data import load_encoded, padding_settings, tokenizer_fingerprint
 from bamkd.devices import make_accelerator
 from bamkd.errors import BamkdError
 from bamkd.evaluate import evaluate, predict_outputs, to_predictions
@@ -45,8 +45,7 @@ class LoadedRun:
         )
         self.model.to(self.accelerator.device)
         self.specs = {t.name: t for t in self.model.tasks}
-        self.pad_id = self.tokenizer.pad_token_id or 0
-        self.use_types = "token_type_ids" in self.tokenizer.model_input_names
+        self.pad_id, self.use_types = padding_settings(self.tokenizer)
 
     def encode(self, spec: TaskSpec, split: str, *, limit: int | None = None, double: bool = False):
         d = self.cfg.data

@@ -23,48 +23,11 @@ from bamkd.runs import DEV_METRICS_NAME, PLAN_NAME, is_finished, training_second
 from bamkd.stats import mann_whitney, summarize
 from bamkd.storage import atomic_path, read_json, write_text
 from bamkd.tracking import read_metrics
+from bamkd.variants import TABLE_ORDER, VARIANTS, is_pairs, variant_label
 
 log = logging.getLogger(__name__)
 
 EXCLUDED_FROM_AVERAGE = ("wnli", "ax")
-TABLE_ORDER = [
-    "single",
-    "multi",
-    "single_single",
-    "multi_multi",
-    "bam",
-    "bam_rounds",
-    "multi_ft",
-    "bam_ft",
-    "bam_no_anneal",
-    "bam_no_layerwise",
-    "bam_no_weighting",
-    "bam_grouped",
-    "bam_loaded_multiples",
-    "bam_sigmoid_head",
-    "bam_linear_head",
-    "bam_same_seed",
-]
-LABELS = {
-    "single": "Single",
-    "multi": "Multi",
-    "single_single": "Single->Single",
-    "multi_multi": "Multi->Multi",
-    "bam": "Single->Multi (BAM)",
-    "bam_rounds": "Single->Multi->Single->Multi",
-    "multi_ft": "Multi + fine-tune",
-    "bam_ft": "BAM + fine-tune",
-    "bam_no_anneal": "BAM, no teacher annealing",
-    "bam_no_layerwise": "BAM, no layer-wise LR",
-    "bam_no_weighting": "BAM, no task weighting",
-    "bam_grouped": "BAM, length-grouped batches",
-    "bam_loaded_multiples": "BAM, multiples from loaded sizes",
-    "bam_sigmoid_head": "BAM, sigmoid STS-B head",
-    "bam_linear_head": "BAM, linear STS-B head",
-    "bam_same_seed": "BAM, student seed = teacher seed",
-    "pairs_multi": "Multi on the pair",
-    "pairs_bam": "BAM on the pair",
-}
 
 
 def _plt():
@@ -98,7 +61,7 @@ def collect_scores(runs: Sequence[Any]) -> dict[str, dict[str, dict[int, float]]
             continue
         metrics = read_json(Path(run.folder) / DEV_METRICS_NAME)
         variant = run.variant
-        if variant.startswith("pairs_"):
+        if is_pairs(variant):
             partner = run.tasks[1]
             target = run.tasks[0]
             if target in metrics:
@@ -153,7 +116,7 @@ def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
     ]
     for v in variants:
         seeds = sorted({seed for by_seed in scores[v].values() for seed in by_seed})
-        cells = [LABELS.get(v, v), str(len(seeds)), _cell(list(averages[v].values()))]
+        cells = [variant_label(v), str(len(seeds)), _cell(list(averages[v].values()))]
         cells += [_cell(list(scores[v].get(t, {}).values())) for t in tasks]
         lines.append("| " + " | ".join(cells) + " |")
         for task, by_seed in [("avg", averages[v]), *[(t, scores[v].get(t, {})) for t in tasks]]:
@@ -201,7 +164,7 @@ def _significance(scores, averages, tasks) -> list[str]:
         if other not in scores:
             continue
         cells = [
-            f"BAM vs {LABELS[other]}",
+            f"BAM vs {variant_label(other)}",
             _p(mann_whitney(list(averages["bam"].values()), list(averages[other].values()))),
         ]
         for t in tasks:
@@ -233,14 +196,14 @@ def _significance(scores, averages, tasks) -> list[str]:
 
 
 def _pairs_table(exp, scores) -> list[str]:
-    kinds = [k for k in ("pairs_multi", "pairs_bam") if k in scores]
+    kinds = [k for k in VARIANTS if is_pairs(k) and k in scores]
     target = getattr(exp, "pairs_target", None)
     if not kinds or target is None:
         return []
     lines = [
         f"Task combinations: {target} dev score when trained with one other task",
         "",
-        "| Partner | " + " | ".join(LABELS.get(k, k) for k in kinds) + " |",
+        "| Partner | " + " | ".join(variant_label(k) for k in kinds) + " |",
         "|" + "---|" * (len(kinds) + 1),
     ]
     if target in scores.get("single", {}):
@@ -252,7 +215,7 @@ def _pairs_table(exp, scores) -> list[str]:
     for k in ("multi", "bam"):
         if target in scores.get(k, {}):
             lines.append(
-                f"| (all tasks: {LABELS[k]}) | {_cell(list(scores[k][target].values()))} |"
+                f"| (all tasks: {variant_label(k)}) | {_cell(list(scores[k][target].values()))} |"
             )
     lines.append("")
     return lines
@@ -272,7 +235,7 @@ def _exposure_table(runs: Sequence[Any], tasks: Sequence[str]) -> list[str]:
     first_seed: dict[str, int] = {}
     skipped = 0
     for run in sorted(runs, key=lambda r: r.seed):
-        if run.variant.startswith("pairs_") or not is_finished(run.folder):
+        if is_pairs(run.variant) or not is_finished(run.folder):
             continue
         if first_seed.setdefault(run.variant, run.seed) != run.seed:
             continue
@@ -299,7 +262,7 @@ def _exposure_table(runs: Sequence[Any], tasks: Sequence[str]) -> list[str]:
     order = [v for v in TABLE_ORDER if v in cells]
     for v in order:
         lines.append(
-            f"| {LABELS.get(v, v)} | " + " | ".join(cells[v].get(t, "") for t in tasks) + " |"
+            f"| {variant_label(v)} | " + " | ".join(cells[v].get(t, "") for t in tasks) + " |"
         )
     if skipped:
         lines.append(f"({skipped} runs left out: their data or tokenizer could not be read)")
@@ -332,7 +295,7 @@ def _compute_table(runs: Sequence[Any]) -> list[str]:
     order += sorted(v for v in per_variant if v not in order)
     for v in order:
         lines.append(
-            f"| {LABELS.get(v, v)} | {len(per_variant[v])} | {sum(per_variant[v]) / 60:.1f} |"
+            f"| {variant_label(v)} | {len(per_variant[v])} | {sum(per_variant[v]) / 60:.1f} |"
         )
     note = f" ({untimed} older files without a recorded time not counted)" if untimed else ""
     lines.append(f"| teacher predictions{note} | | {teach_s / 60:.1f} |")
@@ -364,7 +327,7 @@ def _plot_scores(scores, averages, tasks, variants, path: Path) -> None:
             width,
             yerr=[lo, hi],
             capsize=2,
-            label=LABELS.get(v, v),
+            label=variant_label(v),
         )
     ax.set_xticks(x, groups)
     ax.set_ylabel("dev score (median, bars: min-max over seeds)")
@@ -382,7 +345,7 @@ def _plot_training_runs(runs: Sequence[Any], path: Path) -> None:
     for variant in ("bam", "multi"):
         for run in runs:
             if run.variant == variant and is_finished(run.folder):
-                chosen.append((LABELS[variant], Path(run.folder)))
+                chosen.append((variant_label(variant), Path(run.folder)))
                 break
     if chosen:
         plot_training(chosen, path)

@@ -49,10 +49,6 @@ def training_seconds(run_dir: str | Path) -> float:
         return 0.0
 
 
-def dev_metrics(run_dir: str | Path) -> dict[str, dict[str, float]]:
-    return read_json(Path(run_dir) / DEV_METRICS_NAME)
-
-
 def task_specs(data: DataConfig) -> dict[str, TaskSpec]:
     """The specs of ``data.tasks``, user tasks from ``data.task_files`` included, in order."""
     user = {spec.name: spec for spec in (load_task_yaml(p) for p in data.task_files)}

@@ -70,24 +70,33 @@ def _write_failure(exc: Exception, path: Path) -> OSError | None:
 
 
 @contextlib.contextmanager
+def _as_write_failure(path: Path) -> Iterator[None]:
+    """Turn a full disk or a read-only folder met while writing ``path`` into `_write_failure`'s
+    OSError naming ``path``; other errors pass unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        failure = _write_failure(exc, path)
+        if failure is None:
+            raise
+        raise failure from exc
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path; on success it is fsynced and renamed to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary_name(path, "tmp")
     try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        # Some writers create private (0600) files; give results the usual permissions.
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except Exception as exc:
-        failure = _write_failure(exc, path)
-        if failure is None:
-            raise
-        raise failure from exc
+        with _as_write_failure(path):
+            yield tmp
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            # Some writers create private (0600) files; give results the usual permissions.
+            os.chmod(tmp, 0o666 & ~_UMASK)
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -116,8 +125,9 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
 
 
 def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` as UTF-8 with \n line ends on every platform (GLUE's server wants them)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", newline="\n")
 
 
 def write_json(path: str | Path, data: Any) -> None:
@@ -147,25 +157,21 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        yield tmp
-        for child in tmp.iterdir():
-            if child.is_file():
-                with open(child, "rb+") as f:
-                    os.fsync(f.fileno())
-        if path.exists():
-            # Rename the old folder aside first so that at every instant one complete copy exists.
-            old = _temporary_name(path, "old")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except Exception as exc:
-        failure = _write_failure(exc, path)
-        if failure is None:
-            raise
-        raise failure from exc
+        with _as_write_failure(path):
+            yield tmp
+            for child in tmp.iterdir():
+                if child.is_file():
+                    with open(child, "rb+") as f:
+                        os.fsync(f.fileno())
+            if path.exists():
+                # Rename the old folder aside first: at every instant one complete copy exists.
+                old = _temporary_name(path, "old")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+            _fsync_dir(path.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -11,7 +11,6 @@ that looks complete.
 from __future__ import annotations
 
 import logging
-import os
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bamkd.errors import ConfigError, DataError
+from bamkd.storage import atomic_path, write_text
 
 if TYPE_CHECKING:
     from bamkd.tasks.spec import TaskSpec
@@ -159,28 +159,11 @@ def _build_table(
     )
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    # Write next to the target and rename: os.replace is atomic on one filesystem, so readers see
-    # either the old file or the complete new one.
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _write_archive(archive: Path, files: Sequence[Path]) -> None:
-    tmp = archive.with_name(archive.name + ".tmp")
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
-            for path in files:
-                # The GLUE server reads the files at the archive root, not inside a folder.
-                bundle.write(path, arcname=path.name)
-        os.replace(tmp, archive)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(archive) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for path in files:
+            # The GLUE server reads the files at the archive root, not inside a folder.
+            bundle.write(path, arcname=path.name)
 
 
 def _wnli_majority_table(
@@ -300,7 +283,7 @@ def write_submission(
     for table in tables:
         path = out_dir / f"{table.stem}.tsv"
         rows = "".join(f"{i}\t{v}\n" for i, v in zip(table.indices, table.values, strict=True))
-        _write_atomic(path, _HEADER + rows)
+        write_text(path, _HEADER + rows)
         paths.append(path)
         logger.info("wrote %s (%d rows)", path, len(table.indices))
 

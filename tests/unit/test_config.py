@@ -6,7 +6,7 @@ import dataclasses
 import math
 import re
 from pathlib import Path
-from typing import Literal, get_args, get_origin, get_type_hints
+from typing import Annotated, Literal, get_args, get_origin, get_type_hints
 
 import pytest
 import yaml
@@ -16,6 +16,7 @@ from bamkd.config import (
     DataConfig,
     DistillConfig,
     ModelConfig,
+    OneOf,
     RunConfig,
     TaskDistill,
     TrainConfig,
@@ -238,7 +239,7 @@ def _fields_of(kind) -> list[tuple[str, object]]:
     """
     found = []
     for section, cls in SECTIONS.items():
-        hints = get_type_hints(cls)
+        hints = get_type_hints(cls, include_extras=True)
         found += [(f"{section}.{f.name}", hints[f.name]) for f in dataclasses.fields(cls)]
     return [(key, tp) for key, tp in found if kind(tp)]
 
@@ -337,9 +338,17 @@ def test_teacher_weights_must_be_non_negative_with_a_positive_sum() -> None:
             build_config("tiny", [*base, f"distill.teacher_weights={{mrpc: {weights}}}"])
 
 
+def _choices(tp: object) -> tuple:
+    """The words a field accepts: a Literal's values, or a registry's names (`OneOf`)."""
+    if get_origin(tp) is Literal:
+        return get_args(tp)
+    if get_origin(tp) is Annotated:
+        return next((m.names for m in tp.__metadata__ if isinstance(m, OneOf)), ())
+    return ()
+
+
 def _literal_values() -> list[tuple[str, str]]:
-    literal_fields = _fields_of(lambda tp: get_origin(tp) is Literal)
-    return [(key, value) for key, tp in literal_fields for value in get_args(tp)]
+    return [(key, value) for key, tp in _fields_of(_choices) for value in _choices(tp)]
 
 
 LITERAL_VALUES = _literal_values()
@@ -348,6 +357,7 @@ LITERAL_VALUES = _literal_values()
 def test_the_literal_fields_are_found() -> None:
     assert ("train.mixed_precision", "no") in LITERAL_VALUES
     assert ("model.pooling", "mean") in LITERAL_VALUES
+    assert ("distill.schedule", "cosine") in LITERAL_VALUES  # a registry's names (bamkd.schedules)
 
 
 @pytest.mark.parametrize(("key", "value"), LITERAL_VALUES)

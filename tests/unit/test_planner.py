@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from bamkd.pipeline import STUDENT_SEED_OFFSET, Experiment, Planner
+import copy
+
+import pytest
+
+from bamkd.pipeline import STUDENT_SEED_OFFSET, Experiment, Planner, plan_experiment
+from bamkd.variants import VARIANTS
 
 
 def _plan(variants, seeds=(3,), **extra):
@@ -58,3 +63,169 @@ def test_each_ablation_puts_back_one_setting():
     # Everything else stays the multi-task setting, teachers included.
     assert grouped["train"]["task_weighting"] == "reference"
     assert set(grouped["distill"]["teachers"]) == {"mrpc", "rte"}
+
+
+# --------------------------------------------------------------------------------------------
+# Every variant's plan: run ids, dependencies, roles and config changes, without training.
+# --------------------------------------------------------------------------------------------
+
+ROOT = "/exp/runs"
+ROLES = {
+    "single": {"train": {"lr": 1e-4}},
+    "multi": {"train": {"lr": 2e-4}},
+    "finetune": {"train": {"epochs": 1.0}},
+}
+S = STUDENT_SEED_OFFSET
+
+
+def _summary(run) -> tuple[str, list[str], dict]:
+    """(role, deps, what the run's config adds to its role): teachers and init_from as run ids."""
+    config = copy.deepcopy(run.config)
+    assert config.pop("output_dir") == f"{ROOT}/{run.id}"
+    assert config["data"].pop("tasks") == run.tasks
+    train = config["train"]
+    role = "finetune" if train.pop("epochs", None) == 1.0 else "single"
+    role = "multi" if train.pop("lr") == 2e-4 else role
+    changes: dict = {"seed": train.pop("seed")}
+    teachers = config.get("distill", {}).pop("teachers", None)
+    if teachers is not None:
+        changes["teachers"] = {
+            t: [p.removeprefix(f"{ROOT}/") for p in v] for t, v in teachers.items()
+        }
+    init_from = config.get("model", {}).pop("init_from", None)
+    if init_from is not None:
+        changes["init_from"] = init_from.removeprefix(f"{ROOT}/")
+    changes.update({f"{s}.{k}": v for s, section in config.items() for k, v in section.items()})
+    return role, run.deps, changes
+
+
+def _single_runs(*tasks: str) -> dict:
+    return {f"single/{t}/seed3": ("single", [], {"seed": 3}) for t in tasks}
+
+
+def _bam_student(run_id: str, **changes) -> dict:
+    teachers = {t: [f"single/{t}/seed3"] for t in ("mrpc", "rte")}
+    deps = ["single/mrpc/seed3", "single/rte/seed3"]
+    return {
+        **_single_runs("mrpc", "rte"),
+        run_id: ("multi", deps, {"seed": 3 + S, "teachers": teachers, **changes}),
+    }
+
+
+EXPECTED_PLANS: dict[str, dict[str, tuple[str, list[str], dict]]] = {
+    "single": _single_runs("mrpc", "rte"),
+    "multi": {"multi/seed3": ("multi", [], {"seed": 3})},
+    "single_single": {
+        **_single_runs("mrpc", "rte"),
+        **{
+            f"single_single/{t}/seed3": (
+                "single",
+                [f"single/{t}/seed3"],
+                {"seed": 3 + S, "teachers": {t: [f"single/{t}/seed3"]}},
+            )
+            for t in ("mrpc", "rte")
+        },
+    },
+    "multi_multi": {
+        "multi/seed3": ("multi", [], {"seed": 3}),
+        "multi_multi/seed3": (
+            "multi",
+            ["multi/seed3"],
+            {"seed": 3 + S, "teachers": {"mrpc": ["multi/seed3"], "rte": ["multi/seed3"]}},
+        ),
+    },
+    "bam": _bam_student("bam/seed3"),
+    "bam_rounds": {
+        **_bam_student("bam/seed3"),
+        **{
+            f"bam_rounds/round2_single/{t}/seed3": (
+                "single",
+                ["bam/seed3"],
+                {"seed": 3 + 2 * S, "teachers": {t: ["bam/seed3"]}},
+            )
+            for t in ("mrpc", "rte")
+        },
+        "bam_rounds/seed3": (
+            "multi",
+            ["bam_rounds/round2_single/mrpc/seed3", "bam_rounds/round2_single/rte/seed3"],
+            {
+                "seed": 3 + 3 * S,
+                "teachers": {t: [f"bam_rounds/round2_single/{t}/seed3"] for t in ("mrpc", "rte")},
+            },
+        ),
+    },
+    "multi_ft": {
+        "multi/seed3": ("multi", [], {"seed": 3}),
+        **{
+            f"multi_ft/{t}/seed3": (
+                "finetune",
+                ["multi/seed3"],
+                {"seed": 3, "init_from": "multi/seed3"},
+            )
+            for t in ("mrpc", "rte")
+        },
+    },
+    "bam_ft": {
+        **_bam_student("bam/seed3"),
+        **{
+            f"bam_ft/{t}/seed3": ("finetune", ["bam/seed3"], {"seed": 3, "init_from": "bam/seed3"})
+            for t in ("mrpc", "rte")
+        },
+    },
+    "bam_no_anneal": _bam_student("bam_no_anneal/seed3", **{"distill.schedule": "constant"}),
+    "bam_no_layerwise": _bam_student("bam_no_layerwise/seed3", **{"train.layerwise_decay": 1.0}),
+    "bam_no_weighting": _bam_student(
+        "bam_no_weighting/seed3", **{"train.task_weighting": "concat"}
+    ),
+    "bam_grouped": _bam_student(
+        "bam_grouped/seed3", **{"data.length_grouped": True, "data.packing": False}
+    ),
+    "bam_loaded_multiples": _bam_student(
+        "bam_loaded_multiples/seed3", **{"train.task_weighting": "bam"}
+    ),
+    "bam_sigmoid_head": _bam_student(
+        "bam_sigmoid_head/seed3", **{"model.regression_head": "sigmoid"}
+    ),
+    "bam_linear_head": _bam_student("bam_linear_head/seed3", **{"model.regression_head": "linear"}),
+    "bam_same_seed": {
+        **_bam_student("bam_same_seed/seed3"),
+        "bam_same_seed/seed3": (
+            "multi",
+            ["single/mrpc/seed3", "single/rte/seed3"],
+            {"seed": 3, "teachers": {t: [f"single/{t}/seed3"] for t in ("mrpc", "rte")}},
+        ),
+    },
+    "pairs_multi": {"pairs_multi/rte+mrpc/seed3": ("multi", [], {"seed": 3})},
+    "pairs_bam": {
+        **_single_runs("rte", "mrpc"),
+        "pairs_bam/rte+mrpc/seed3": (
+            "multi",
+            ["single/mrpc/seed3", "single/rte/seed3"],
+            {"seed": 3 + S, "teachers": {t: [f"single/{t}/seed3"] for t in ("rte", "mrpc")}},
+        ),
+    },
+}
+
+
+def test_every_variant_has_an_expected_plan():
+    assert set(EXPECTED_PLANS) == set(VARIANTS)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variant_plan(variant):
+    exp = Experiment(
+        tasks=["mrpc", "rte"],
+        seeds=[3],
+        variants=[variant],
+        output_dir="/exp",
+        pairs_target="rte",
+        **ROLES,
+    )
+    runs = plan_experiment(exp)  # also builds and validates every run's RunConfig
+    assert {run.id: _summary(run) for run in runs} == EXPECTED_PLANS[variant]
+    # Dependencies come first, and every run of the variant's own name is in the plan.
+    seen: set[str] = set()
+    for run in runs:
+        assert set(run.deps) <= seen, run.id
+        seen.add(run.id)
+    assert any(run.variant == variant for run in runs)

@@ -12,17 +12,22 @@ are stored under these ids (BAM_SPEC.md, "Traps in the original").
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bamkd.errors import ConfigError, DataError, excerpt, excerpt_list
+from bamkd.tasks.records import (
+    RecordError,
+    check_width,
+    delimited_records,
+    json_objects,
+    json_type,
+    no_csv_field_limit,
+)
 from bamkd.tasks.spec import TABLE_FORMATS, Column, TaskSpec
 
 __all__ = ["Example", "check_split_file", "has_labels", "read_split", "split_path"]
@@ -275,7 +280,7 @@ class _Reader:
         try:
             if self.layout.format == "jsonl":
                 return self.read_jsonl(limit)
-            with _no_csv_field_limit():  # only the csv path uses the csv module
+            with no_csv_field_limit():  # only the csv path uses the csv module
                 return self.read_delimited(limit)
         except UnicodeDecodeError:
             raise self.bad_utf8() from None
@@ -332,44 +337,14 @@ class _Reader:
         raise AssertionError("decoding failed but every line decodes")  # pragma: no cover
 
     def records(self) -> Iterator[tuple[int, list[str]]]:
-        """(first line number, fields) of each non-blank record of a CSV/TSV file."""
-        if self.layout.format == "tsv":
-            # Splitting on tabs is exactly csv.reader with QUOTE_NONE and a tab delimiter (GLUE
-            # text has stray quotes that must stay literal), minus the csv module's 128 KiB
-            # field limit, and it keeps one record per line so line numbers are exact.
-            for number, line in self.lines():
-                if line:
-                    yield number, line.split("\t")
-            return
-        numbered = self.lines()
-        # The csv module keeps quoted line breaks, so a record may span lines; line_num tells
-        # where each one ends.
-        reader = csv.reader(line + "\n" for _, line in numbered)
-        start = 1
-        while True:
-            try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as e:
-                raise self.error(
-                    start,
-                    f"cannot parse this CSV line ({e})",
-                    "Put double quotes around fields that contain commas, quotes or line "
-                    "breaks, and double any quote inside them.",
-                ) from None
-            if fields:
-                yield start, fields
-            start = reader.line_num + 1
+        """(first line number, fields) of each non-empty record of a CSV/TSV file."""
+        try:
+            yield from delimited_records(self.lines(), self.layout.format)
+        except RecordError as e:
+            raise self.error(e.line, e.problem, e.fix) from None
 
     def read_delimited(self, limit: int | None) -> list[Example]:
         layout = self.layout
-        sep = "tab" if layout.format == "tsv" else "comma"
-        sep_fix = (
-            "Separate fields with single tabs; text cannot contain tabs."
-            if layout.format == "tsv"
-            else "Put double quotes around fields that contain commas, quotes or line breaks."
-        )
         records = self.records()
         # pos maps each configured column (a name or a number) to its field position.
         pos: dict[Column, int] = {}
@@ -388,15 +363,11 @@ class _Reader:
                 # The first row of a header-less file fixes the width (CoLA's is known).
                 width = width or len(fields)
                 pos = self.check_indices(number, width)
-            if len(fields) != width:
-                hint = ""
-                if any("\n" in f for f in fields):
-                    hint = f" (a quoted field runs on from line {number}: is a quote unclosed?)"
-                raise self.error(
-                    number,
-                    f"expected {width} {sep}-separated columns, found {len(fields)}{hint}",
-                    sep_fix,
-                )
+            assert width is not None  # from the header, the layout or the first row
+            try:
+                check_width(number, fields, width, layout.format)
+            except RecordError as e:
+                raise self.error(e.line, e.problem, e.fix) from None
             texts = [fields[pos[c]] for c in layout.text_columns]
             label = None if layout.label_column is None else fields[pos[layout.label_column]]
             key = None if layout.id_column is None else fields[pos[layout.id_column]]
@@ -414,7 +385,7 @@ class _Reader:
             return
         records = self.records()
         try:
-            with _no_csv_field_limit():
+            with no_csv_field_limit():
                 first = next(records, None)
         except UnicodeDecodeError:
             raise self.bad_utf8() from None
@@ -475,20 +446,14 @@ class _Reader:
         fix = f"Each line must hold one JSON object like {shape}."
         examples: list[Example] = []
         seen: dict[str, int] = {}
-        for number, line in self.lines():
-            if not line.strip():
-                continue
+        objects = json_objects(self.lines(), fix)
+        while True:
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise self.error(
-                    number, f"not valid JSON ({e.msg} at column {e.colno})", fix
-                ) from None
-            except (ValueError, RecursionError) as e:
-                # e.g. an integer with thousands of digits, or absurdly deep nesting
-                raise self.error(number, f"not valid JSON ({e})", fix) from None
-            if not isinstance(obj, dict):
-                raise self.error(number, f"expected a JSON object, found {_json_type(obj)}", fix)
+                number, obj = next(objects)
+            except StopIteration:
+                break
+            except RecordError as e:
+                raise self.error(e.line, e.problem, e.fix) from None
             for k in keys:
                 if k not in obj:
                     raise self.error(number, f"the JSON object has no key {k!r}", fix)
@@ -515,7 +480,7 @@ class _Reader:
         want = "a string or an integer" if what == "id" else "a string"
         raise self.error(
             line,
-            f"key {key!r} must hold {want}, found {_json_type(value)}",
+            f"key {key!r} must hold {want}, found {json_type(value)}",
             f"Write the {what} as a JSON string.",
         )
 
@@ -534,7 +499,7 @@ class _Reader:
         else:
             want, fix = "a number", "Write the label as a JSON number."
         raise self.error(
-            line, f"key {key!r} must hold a label, {want}; found {_json_type(value)}", fix
+            line, f"key {key!r} must hold a label, {want}; found {json_type(value)}", fix
         )
 
     # ----- fields -> Example ----------------------------------------------------------------
@@ -624,27 +589,3 @@ class _Reader:
                 line, f"label {excerpt(raw)} in column {col} is outside the range {span}", fix + "."
             )
         return value
-
-
-def _json_type(value: Any) -> str:
-    names: Mapping[type, str] = {
-        dict: "an object",
-        list: "a list",
-        str: "a string",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        type(None): "null",
-    }
-    return names.get(type(value), type(value).__name__)
-
-
-@contextlib.contextmanager
-def _no_csv_field_limit() -> Iterator[None]:
-    """Lift the csv module's 128 KiB field limit while reading: long texts are truncated later,
-    by the tokenizer. The limit is process-wide, so the old value is put back afterwards."""
-    old = csv.field_size_limit(2**31 - 1)  # the largest value a C long holds on every platform
-    try:
-        yield
-    finally:
-        csv.field_size_limit(old)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from bamkd.errors import ConfigError, excerpt
+from bamkd.tasks.records import RECORD_FORMATS
 
 __all__ = [
     "CLASSIFICATION_METRICS",
@@ -40,7 +41,7 @@ REGRESSION_METRICS: tuple[str, ...] = ("pearson", "spearman")
 METRICS: tuple[str, ...] = CLASSIFICATION_METRICS + REGRESSION_METRICS
 # "glue" means: read with the fixed GLUE layouts in readers.py; the others come from task YAMLs
 # (or, for GLUE tasks, from data.glue_source: see `glue_task`).
-FILE_FORMATS = ("csv", "tsv", "jsonl")
+FILE_FORMATS = tuple(RECORD_FORMATS)  # csv, tsv, jsonl: files read line by line
 # Column tables read through pyarrow / Hugging Face `datasets` (the optional [datasets] extra):
 # Parquet files, a folder written by `save_to_disk`, or a dataset on the Hugging Face hub.
 TABLE_FORMATS = ("parquet", "disk", "hub")
@@ -50,6 +51,21 @@ FORMATS = ("glue", *USER_FORMATS)
 # Task and split names end up inside example ids ("task:split:key") and file names, so they are
 # kept to a safe alphabet.
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+_TEXT_COLUMNS_SHAPE = "must list one column (single sentence) or two (sentence pair)"
+
+
+class SpecError(ConfigError):
+    """A `TaskSpec` that breaks a rule, also said the way a task file names it.
+
+    ``in_file`` is the same problem as `load_task_yaml` reports it after the file's path, by the
+    file's key (``key 'metrics': ...``), so a task file's errors come from the spec's one set of
+    checks yet read in the file's terms.
+    """
+
+    def __init__(self, message: str, in_file: str) -> None:
+        super().__init__(message)
+        self.in_file = in_file
 
 
 @dataclass(frozen=True)
@@ -134,9 +150,10 @@ class TaskSpec:
         """Reject specs that would fail later in a confusing place."""
         where = f"task {self.name!r}"
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
-            raise ConfigError(
-                f"task name {self.name!r} is not allowed: use lower-case letters, digits and "
-                f"underscores, starting with a letter (e.g. 'my_task')."
+            rule = "use lower-case letters, digits and underscores, starting with a letter"
+            raise SpecError(
+                f"task name {self.name!r} is not allowed: {rule} (e.g. 'my_task').",
+                f"key 'name': {excerpt(self.name)} is not allowed; {rule} (e.g. 'my_task').",
             )
         if self.kind not in ("classification", "regression"):
             raise ConfigError(
@@ -144,10 +161,8 @@ class TaskSpec:
             )
         if self.kind == "classification":
             if len(self.label_names) < 2:
-                raise ConfigError(
-                    f"{where}: label_names must list at least two labels, "
-                    f"got {list(self.label_names)}."
-                )
+                got = f"must list at least two labels, got {list(self.label_names)}."
+                raise SpecError(f"{where}: label_names {got}", f"key 'label_names': {got}")
             if len(set(self.label_names)) != len(self.label_names):
                 raise ConfigError(f"{where}: label_names has duplicates: {list(self.label_names)}.")
             if any(not isinstance(n, str) or not n.strip() for n in self.label_names):
@@ -172,10 +187,17 @@ class TaskSpec:
             raise ConfigError(f"{where}: metrics is empty; name at least one of {list(allowed)}.")
         for metric in self.metrics:
             if metric not in allowed:
-                raise ConfigError(
+                raise SpecError(
                     f"{where}: metric {metric!r} does not apply to a {self.kind} task; "
-                    f"choose from {list(allowed)}."
+                    f"choose from {list(allowed)}.",
+                    f"key 'metrics': {excerpt(metric)} does not apply to a {self.kind} task; "
+                    f"choose from {', '.join(allowed)}.",
                 )
+        if self.symmetric and not self.is_pair:
+            raise SpecError(
+                f"{where}: symmetric=True only applies to sentence-pair tasks (is_pair=True).",
+                "key 'symmetric': only applies to sentence-pair tasks (two text_columns).",
+            )
         if self.splits:
             for key in ("eval_splits", "test_splits"):
                 missing = [s for s in getattr(self, key) if s not in self.splits]
@@ -200,9 +222,10 @@ class TaskSpec:
     def _validate_columns(self, where: str) -> None:
         """User tasks: the column settings must match the format and the pair flag."""
         if len(self.text_columns) not in (1, 2):
-            raise ConfigError(
+            raise SpecError(
                 f"{where}: text_columns must name one column (single sentence) or two "
-                f"(sentence pair), got {list(self.text_columns)}."
+                f"(sentence pair), got {list(self.text_columns)}.",
+                f"key 'text_columns': {_TEXT_COLUMNS_SHAPE}, got {list(self.text_columns)}.",
             )
         if self.is_pair != (len(self.text_columns) == 2):
             raise ConfigError(
@@ -211,8 +234,9 @@ class TaskSpec:
             )
         labelled = [s for s in self.splits if s not in self.test_splits]
         if labelled and self.label_column is None:
-            raise ConfigError(
-                f"{where}: label_column is required because splits {labelled} carry labels."
+            raise SpecError(
+                f"{where}: label_column is required because splits {labelled} carry labels.",
+                f"missing required key 'label_column' (splits {labelled} carry labels).",
             )
         if self.format in ("jsonl", *TABLE_FORMATS) and not self.header:
             raise ConfigError(f"{where}: header=False only applies to csv and tsv files.")
@@ -222,16 +246,25 @@ class TaskSpec:
                 "id)."
             )
         by_index = not self.header
-        for col in [*self.text_columns, self.label_column, self.id_column]:
+        header_name = "column name from the header"
+        what = {"jsonl": "JSON key", "csv": header_name, "tsv": header_name}.get(
+            self.format, "column name"
+        )
+        columns: list[tuple[str, Column | None]] = [("text_columns", c) for c in self.text_columns]
+        columns += [("label_column", self.label_column), ("id_column", self.id_column)]
+        for key, col in columns:
             if col is None:
                 continue
             if by_index and (isinstance(col, bool) or not isinstance(col, int) or col < 0):
-                raise ConfigError(
-                    f"{where}: with header=False, columns are 0-based numbers, got {col!r}."
+                raise SpecError(
+                    f"{where}: with header=False, columns are 0-based numbers, got {col!r}.",
+                    f"key {key!r}: with header: false, columns are 0-based numbers, "
+                    f"got {excerpt(col)}.",
                 )
             if not by_index and (not isinstance(col, str) or not col):
-                raise ConfigError(
-                    f"{where}: columns must be names (header columns or JSON keys), got {col!r}."
+                raise SpecError(
+                    f"{where}: columns must be names (header columns or JSON keys), got {col!r}.",
+                    f"key {key!r}: must be a {what}, got {excerpt(col)}.",
                 )
 
     @property
@@ -564,14 +597,10 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
         if key not in doc and not (key == listing and {"files", "splits"} & set(doc)):
             raise ConfigError(f"{path}: missing required key {excerpt(key)}.")
 
+    # The spelling of a name is a TaskSpec rule, checked when the spec is built; a well-spelt
+    # name must not be a GLUE task's too.
     name = doc["name"]
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise fail(
-            "name",
-            f"{excerpt(name)} is not allowed; use lower-case letters, digits and underscores, "
-            f"starting with a letter (e.g. 'my_task').",
-        )
-    if _normalise(name) in _GLUE_ALIASES:
+    if isinstance(name, str) and _NAME_RE.match(name) and _normalise(name) in _GLUE_ALIASES:
         raise fail("name", f"{excerpt(name)} is a GLUE task name; choose another name.")
 
     fmt = doc["format"]
@@ -637,38 +666,14 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
                 f"must be the dataset's configuration name, got {excerpt(dataset_config)}.",
             )
 
-    by_index = fmt in ("csv", "tsv") and not header
-
-    def column(key: str, value: Any) -> Column:
-        if by_index:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise fail(
-                    key,
-                    f"with header: false, columns are 0-based numbers, got {excerpt(value)}.",
-                )
-        elif not isinstance(value, str) or not value:
-            what = {"jsonl": "JSON key", "csv": "column name from the header"}.get(
-                fmt, "column name from the header" if fmt == "tsv" else "column name"
-            )
-            raise fail(key, f"must be a {what}, got {excerpt(value)}.")
-        return value
-
+    # Columns: their count, their kind (names or numbers) and whether a label column is needed
+    # are TaskSpec rules, checked when the spec is built below.
     text_columns = doc["text_columns"]
-    if not isinstance(text_columns, list) or len(text_columns) not in (1, 2):
-        raise fail(
-            "text_columns",
-            "must list one column (single sentence) or two (sentence pair), got "
-            f"{excerpt(text_columns)}.",
-        )
-    texts = tuple(column("text_columns", c) for c in text_columns)
+    if not isinstance(text_columns, list):
+        raise fail("text_columns", f"{_TEXT_COLUMNS_SHAPE}, got {excerpt(text_columns)}.")
+    texts = tuple(text_columns)
     label_column = doc.get("label_column")
-    if label_column is not None:
-        label_column = column("label_column", label_column)
-    elif any(s != "test" for s in splits):
-        raise ConfigError(f"{path}: missing required key 'label_column'.")
     id_column = doc.get("id_column")
-    if id_column is not None:
-        id_column = column("id_column", id_column)
 
     has_labels, has_range = "label_names" in doc, "regression_range" in doc
     inferred: list[str] | None = None
@@ -700,7 +705,7 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
     if has_labels:
         kind: TaskKind = "classification"
         raw = doc["label_names"]
-        if not isinstance(raw, list) or len(raw) < 2:
+        if not isinstance(raw, list):  # how many is a TaskSpec rule
             raise fail("label_names", f"must list at least two labels, got {excerpt(raw)}.")
         names = []
         for value in raw:
@@ -730,21 +735,12 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
         "metrics", ["accuracy"] if kind == "classification" else ["pearson", "spearman"]
     )
     allowed = CLASSIFICATION_METRICS if kind == "classification" else REGRESSION_METRICS
-    if not isinstance(metrics, list) or not metrics:
+    if not isinstance(metrics, list) or not metrics:  # which ones apply is a TaskSpec rule
         raise fail("metrics", f"must be a list of metric names from {', '.join(allowed)}.")
-    for metric in metrics:
-        if metric not in allowed:
-            raise fail(
-                "metrics",
-                f"{excerpt(metric)} does not apply to a {kind} task; choose from "
-                f"{', '.join(allowed)}.",
-            )
 
     symmetric = doc.get("symmetric", False)
     if not isinstance(symmetric, bool):
         raise fail("symmetric", f"must be true or false, got {excerpt(symmetric)}.")
-    if symmetric and len(texts) != 2:
-        raise fail("symmetric", "only applies to sentence-pair tasks (two text_columns).")
 
     display_name = doc.get("display_name", name)
     if not isinstance(display_name, str) or not display_name:
@@ -773,5 +769,7 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
             dataset=dataset,
             dataset_config=dataset_config,
         )
+    except SpecError as e:
+        raise ConfigError(f"{path}: {e.in_file}") from None
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
