@@ -588,6 +588,7 @@ def fit(
 
 
 def _train_steps(ctx: Context, stop: StopRequests, end: int, callbacks: Sequence[Callback]) -> None:
+    """One optimizer step per global batch, from ``ctx.state.step`` up to step ``end``."""
     cfg, acc, t = ctx.cfg, ctx.accelerator, ctx.cfg.train
     model, optimizer, plan = ctx.model, ctx.optimizer, ctx.plan
     params = [p for p in model.parameters() if p.requires_grad]
