@@ -26,7 +26,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import _common as C
+import harness
+import measure
+import result_files
+import tables
 
 JEMALLOC_PATHS = (
     "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
@@ -65,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=2, help="alternating rounds")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--glue-dir", default=str(C.DEFAULT_GLUE))
+    p.add_argument("--glue-dir", default=str(harness.DEFAULT_GLUE))
     p.add_argument("--out", default="benchmarks/results/allocator.json")
     return p.parse_args(argv)
 
@@ -77,7 +80,7 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in available]
     if unknown:
         sys.exit(f"unknown or unavailable setting {unknown[0]}; available: {', '.join(available)}")
-    payload = {**C.header(argv), "settings": vars(args), "runs": []}
+    payload = {**result_files.header(argv), "settings": vars(args), "runs": []}
     with tempfile.TemporaryDirectory(prefix="bamkd-alloc-") as work:
         for round_ in range(args.repeats):
             for task in args.tasks.split(","):
@@ -96,7 +99,7 @@ def main(argv=None) -> int:
                             "steps": args.steps,
                             "extra": available[name]["extra"],
                         }
-                        res = C.run_worker(__file__, spec, env=available[name]["env"])
+                        res = harness.run_worker(__file__, spec, env=available[name]["env"])
                         row = {
                             "setting": name,
                             "task": task,
@@ -112,7 +115,7 @@ def main(argv=None) -> int:
                             f"peak RSS {row['peak_rss_mib']:.0f} MiB",
                             flush=True,
                         )
-                        C.write_json(args.out, payload)
+                        result_files.write_json(args.out, payload)
     rows = []
     summary = []
     for task in args.tasks.split(","):
@@ -124,8 +127,8 @@ def main(argv=None) -> int:
                     for r in payload["runs"]
                     if (r["setting"], r["task"], r["precision"]) == (name, task, precision)
                 ]
-                speed = C.median([r["examples_per_s"] for r in rs])
-                rss = C.median([r["peak_rss_mib"] for r in rs])
+                speed = measure.median([r["examples_per_s"] for r in rs])
+                rss = measure.median([r["peak_rss_mib"] for r in rs])
                 base = base or (speed, rss)
                 summary.append(
                     {
@@ -148,15 +151,17 @@ def main(argv=None) -> int:
                     ]
                 )
     payload["summary"] = summary
-    C.write_json(args.out, payload, announce=True)
+    result_files.write_json(args.out, payload, announce=True)
     print(
-        C.table(rows, ["task", "precision", "setting", "ex/s", "vs glibc", "RSS MiB", "vs glibc"])
+        tables.table(
+            rows, ["task", "precision", "setting", "ex/s", "vs glibc", "RSS MiB", "vs glibc"]
+        )
     )
     return 0
 
 
 if __name__ == "__main__":
-    if C.is_worker():
-        C.worker_main({"bamkd": bamkd_worker})
+    if harness.is_worker():
+        harness.worker_main({"bamkd": bamkd_worker})
     else:
         sys.exit(main())

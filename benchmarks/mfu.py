@@ -27,9 +27,10 @@ For each precision, in one fresh process:
 
 Reported per precision: median step time, achieved model TFLOP/s (steady state: the first
 ``--skip`` steps excluded), MFU = that / best measured matmul TFLOP/s of the same dtype, and HFU
-(padded tokens). ``--profile`` then (a) runs ``--profile-steps`` more steps with wall-clock
-timers around the loop's phases (batch assembly, forward, backward, gradient clipping,
-optimizer step), without the profiler, and (b) ``--profile-steps`` more under
+(padded tokens). ``--profile`` then (a) runs ``--profile-steps`` more steps, without the
+profiler, and splits their wall time into the loop's phases (batch assembly, forward, backward,
+gradient clipping, optimizer step: the times ``fit`` hands its step hooks; on a GPU only times up
+to the clip are exact), and (b) ``--profile-steps`` more under
 ``torch.profiler``, printing the top operators by self CPU time and their share by class
 (matmul, elementwise, copies/casts, ...), to show what keeps the ratio low.
 
@@ -47,7 +48,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import _common as C
+import harness
+import measure
+import result_files
+import tables
 
 # --------------------------------------------------------------------------------------------
 # Matmul peak
@@ -64,12 +68,12 @@ def matmul_tflops(m: int, k: int, n: int, dtype: str, reps: int, warmup: int = 2
     b = torch.randn(k, n, device=device).to(dt)
     for _ in range(warmup):
         torch.matmul(a, b)
-    C.sync()
+    harness.sync()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         torch.matmul(a, b)
-        C.sync()
+        harness.sync()
         times.append(time.perf_counter() - t0)
     flops = 2.0 * m * k * n
     return {
@@ -77,7 +81,7 @@ def matmul_tflops(m: int, k: int, n: int, dtype: str, reps: int, warmup: int = 2
         "dtype": dtype,
         "reps": reps,
         "best_tflops": flops / min(times) / 1e12,
-        "median_tflops": flops / C.median(times) / 1e12,
+        "median_tflops": flops / measure.median(times) / 1e12,
     }
 
 
@@ -89,7 +93,7 @@ def matmul_tflops(m: int, k: int, n: int, dtype: str, reps: int, warmup: int = 2
 def categorise(name: str) -> str:
     """Rough operator classes. On CPU the optimizer's foreach ops decompose into per-tensor
     add_/mul_/sqrt/div calls, so "elementwise" mixes model and optimizer work; the phase table
-    (from record_function ranges around forward, backward, clip and optimizer.step) separates them.
+    (the loop's own phase times, bamkd.callbacks.PHASES) separates them.
     """
     n = name.lower()
     if "attention" in n or "softmax" in n:
@@ -107,36 +111,6 @@ def categorise(name: str) -> str:
     if any(k in n for k in ("sum", "norm", "mean", "max")):
         return "reductions"
     return "other"
-
-
-PHASES = ("data: store.batch", "forward", "backward", "clip_grad_norm", "optimizer.step")
-
-
-def instrument(ctx) -> dict[str, float]:
-    """Wrap the loop's phases in record_function ranges and wall-clock accumulators."""
-    import torch
-
-    totals = dict.fromkeys(PHASES, 0.0)
-
-    def wrap(obj, attr: str, label: str) -> None:
-        inner = getattr(obj, attr)
-
-        def timed(*args, **kwargs):
-            t0 = time.perf_counter()
-            with torch.profiler.record_function(label):
-                out = inner(*args, **kwargs)
-            C.sync()
-            totals[label] += time.perf_counter() - t0
-            return out
-
-        setattr(obj, attr, timed)
-
-    wrap(ctx.store, "batch", "data: store.batch")
-    wrap(ctx.model, "forward", "forward")
-    wrap(ctx.accelerator, "backward", "backward")
-    wrap(ctx.accelerator, "clip_grad_norm_", "clip_grad_norm")
-    wrap(ctx.optimizer, "step", "optimizer.step")
-    return totals
 
 
 def worker(spec: dict) -> dict:
@@ -162,7 +136,7 @@ def worker(spec: dict) -> dict:
         f"data.double_unordered={'true' if spec['double'] else 'false'}",
         "train.log_every=1000000",
     ]
-    cfg = C.bamkd_config(
+    cfg = measure.bamkd_config(
         [spec["task"]],
         run_dir,
         glue_dir=spec["glue_dir"],
@@ -170,106 +144,105 @@ def worker(spec: dict) -> dict:
         cache_dir=Path(spec["work_dir"]) / "token-cache",
         extra=extra,
     )
-    ctx = setup(cfg)
-    enc_cfg = ctx.raw_model.encoder.config
-    facts = C.encoder_facts(enc_cfg)
-    num_outputs = sum(t.spec.num_outputs for t in ctx.tasks)
-    steps = spec["steps"]
-    res = C.bamkd_timed_fit(ctx, steps)
+    with setup(cfg) as ctx:
+        enc_cfg = ctx.raw_model.encoder.config
+        facts = measure.encoder_facts(enc_cfg)
+        num_outputs = sum(t.spec.num_outputs for t in ctx.tasks)
+        steps = spec["steps"]
+        res, _ = measure.bamkd_timed_fit(ctx, steps)
 
-    # Model-shaped GEMMs: the FFN up-projection of a median-sized batch, both dtypes.
-    widths = [max(b) for b in res["batch_lengths"]]
-    tokens = spec["batch_size"] * int(np.median(widths))
-    shaped = {
-        dt: matmul_tflops(tokens, facts["hidden"], facts["ff"], dt, max(reps, 20))
-        for dt in ("fp32", "bf16")
-    }
-    square_after = {dt: square(dt) for dt in ("fp32", "bf16")}
-    best_square = {
-        dt: max(r["best_tflops"] for r in square_before[dt] + square_after[dt])
-        for dt in ("fp32", "bf16")
-    }
-    best = {dt: max(best_square[dt], shaped[dt]["best_tflops"]) for dt in ("fp32", "bf16")}
-
-    skip = min(spec["skip"], max(0, steps - 1))
-    step_s = res["step_seconds"]
-    model_f = [C.train_flops(b, facts, num_outputs) for b in res["batch_lengths"]]
-    hw_f = [C.train_flops([max(b)] * len(b), facts, num_outputs) for b in res["batch_lengths"]]
-    steady = slice(skip, None)
-    t_steady = sum(step_s[steady])
-    achieved = sum(model_f[steady]) / t_steady / 1e12
-    achieved_hw = sum(hw_f[steady]) / t_steady / 1e12
-    out = {
-        "precision": precision,
-        "encoder": facts,
-        "num_head_outputs": num_outputs,
-        "params": sum(p.numel() for p in ctx.raw_model.parameters()),
-        "attn_implementation": getattr(enc_cfg, "_attn_implementation", None),
-        "matmul_square_before": square_before,
-        "matmul_square_after": square_after,
-        "matmul_model_shaped": shaped,
-        "matmul_best_square_tflops": best_square,
-        "matmul_best_tflops": best,
-        "steps": steps,
-        "skipped_steps": skip,
-        "step_seconds": step_s,
-        "batch_lengths": res["batch_lengths"],
-        "median_step_s": C.median(step_s[steady]),
-        "examples_per_s_steady": sum(len(b) for b in res["batch_lengths"][steady]) / t_steady,
-        "model_tflop_per_step_mean": sum(model_f) / len(model_f) / 1e12,
-        "achieved_model_tflops": achieved,
-        "achieved_hardware_tflops": achieved_hw,
-        "mfu": achieved / best[dtype],
-        "hfu": achieved_hw / best[dtype],
-        "mfu_vs_square": achieved / best_square[dtype],
-        "mfu_vs_model_shaped": achieved / shaped[dtype]["best_tflops"],
-        "padding_overhead": res["padded_tokens"] / res["real_tokens"] - 1,
-    }
-
-    if spec["profile"]:
-        from torch.profiler import ProfilerActivity, profile
-
-        activities = [ProfilerActivity.CPU]
-        if torch.cuda.is_available():
-            activities.append(ProfilerActivity.CUDA)
-        # Pass 1, no profiler: wall-clock share of each phase of the loop.
-        phases = instrument(ctx)
-        t0 = time.perf_counter()
-        C.bamkd_timed_fit(ctx, steps + spec["profile_steps"])
-        wall = time.perf_counter() - t0
-        phase_share = {k: v / wall for k, v in phases.items()}
-        phase_share["other (loss, lr, logging)"] = max(0.0, 1 - sum(phase_share.values()))
-        # Pass 2, under the profiler: which operators take the time.
-        with profile(activities=activities, record_shapes=False) as prof:
-            C.bamkd_timed_fit(ctx, steps + 2 * spec["profile_steps"])
-        rows = []
-        for e in prof.key_averages():
-            if e.key in PHASES:
-                continue
-            rows.append(
-                {
-                    "name": e.key,
-                    "self_cpu_ms": e.self_cpu_time_total / 1e3,
-                    "cpu_total_ms": e.cpu_time_total / 1e3,
-                    "count": e.count,
-                    "category": categorise(e.key),
-                }
-            )
-        rows.sort(key=lambda r: -r["self_cpu_ms"])
-        total = sum(r["self_cpu_ms"] for r in rows) or 1.0
-        cats: dict[str, float] = {}
-        for r in rows:
-            cats[r["category"]] = cats.get(r["category"], 0.0) + r["self_cpu_ms"]
-        out["profile"] = {
-            "steps": spec["profile_steps"],
-            "phase_pass_wall_s": wall,
-            "phase_share_of_wall": phase_share,
-            "total_self_cpu_ms": total,
-            "by_category_share": {
-                k: v / total for k, v in sorted(cats.items(), key=lambda x: -x[1])
-            },
-            "top_ops": rows[: spec["profile_top"]],
+        # Model-shaped GEMMs: the FFN up-projection of a median-sized batch, both dtypes.
+        widths = [max(b) for b in res["batch_lengths"]]
+        tokens = spec["batch_size"] * int(np.median(widths))
+        shaped = {
+            dt: matmul_tflops(tokens, facts["hidden"], facts["ff"], dt, max(reps, 20))
+            for dt in ("fp32", "bf16")
         }
+        square_after = {dt: square(dt) for dt in ("fp32", "bf16")}
+        best_square = {
+            dt: max(r["best_tflops"] for r in square_before[dt] + square_after[dt])
+            for dt in ("fp32", "bf16")
+        }
+        best = {dt: max(best_square[dt], shaped[dt]["best_tflops"]) for dt in ("fp32", "bf16")}
+
+        skip = min(spec["skip"], max(0, steps - 1))
+        step_s = res["step_seconds"]
+        model_f = [measure.train_flops(b, facts, num_outputs) for b in res["batch_lengths"]]
+        hw_f = [
+            measure.train_flops([max(b)] * len(b), facts, num_outputs) for b in res["batch_lengths"]
+        ]
+        steady = slice(skip, None)
+        t_steady = sum(step_s[steady])
+        achieved = sum(model_f[steady]) / t_steady / 1e12
+        achieved_hw = sum(hw_f[steady]) / t_steady / 1e12
+        out = {
+            "precision": precision,
+            "encoder": facts,
+            "num_head_outputs": num_outputs,
+            "params": sum(p.numel() for p in ctx.raw_model.parameters()),
+            "attn_implementation": getattr(enc_cfg, "_attn_implementation", None),
+            "matmul_square_before": square_before,
+            "matmul_square_after": square_after,
+            "matmul_model_shaped": shaped,
+            "matmul_best_square_tflops": best_square,
+            "matmul_best_tflops": best,
+            "steps": steps,
+            "skipped_steps": skip,
+            "step_seconds": step_s,
+            "batch_lengths": res["batch_lengths"],
+            "median_step_s": measure.median(step_s[steady]),
+            "examples_per_s_steady": sum(len(b) for b in res["batch_lengths"][steady]) / t_steady,
+            "model_tflop_per_step_mean": sum(model_f) / len(model_f) / 1e12,
+            "achieved_model_tflops": achieved,
+            "achieved_hardware_tflops": achieved_hw,
+            "mfu": achieved / best[dtype],
+            "hfu": achieved_hw / best[dtype],
+            "mfu_vs_square": achieved / best_square[dtype],
+            "mfu_vs_model_shaped": achieved / shaped[dtype]["best_tflops"],
+            "padding_overhead": res["padded_tokens"] / res["real_tokens"] - 1,
+        }
+
+        if spec["profile"]:
+            from torch.profiler import ProfilerActivity, profile
+
+            activities = [ProfilerActivity.CPU]
+            if torch.cuda.is_available():
+                activities.append(ProfilerActivity.CUDA)
+            # Pass 1, no profiler: wall-clock share of each phase, as the loop times them.
+            t0 = time.perf_counter()
+            _, clock = measure.bamkd_timed_fit(ctx, steps + spec["profile_steps"])
+            wall = time.perf_counter() - t0
+            phase_share = {k: v / wall for k, v in clock.phase_seconds().items()}
+            phase_share["other (lr, logging, hooks)"] = max(0.0, 1 - sum(phase_share.values()))
+            # Pass 2, under the profiler: which operators take the time.
+            with profile(activities=activities, record_shapes=False) as prof:
+                measure.bamkd_timed_fit(ctx, steps + 2 * spec["profile_steps"])
+            rows = []
+            for e in prof.key_averages():
+                rows.append(
+                    {
+                        "name": e.key,
+                        "self_cpu_ms": e.self_cpu_time_total / 1e3,
+                        "cpu_total_ms": e.cpu_time_total / 1e3,
+                        "count": e.count,
+                        "category": categorise(e.key),
+                    }
+                )
+            rows.sort(key=lambda r: -r["self_cpu_ms"])
+            total = sum(r["self_cpu_ms"] for r in rows) or 1.0
+            cats: dict[str, float] = {}
+            for r in rows:
+                cats[r["category"]] = cats.get(r["category"], 0.0) + r["self_cpu_ms"]
+            out["profile"] = {
+                "steps": spec["profile_steps"],
+                "phase_pass_wall_s": wall,
+                "phase_share_of_wall": phase_share,
+                "total_self_cpu_ms": total,
+                "by_category_share": {
+                    k: v / total for k, v in sorted(cats.items(), key=lambda x: -x[1])
+                },
+                "top_ops": rows[: spec["profile_top"]],
+            }
     shutil.rmtree(run_dir, ignore_errors=True)
     return out
 
@@ -295,7 +268,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true", help="profile a few more steps")
     p.add_argument("--profile-steps", type=int, default=5)
     p.add_argument("--profile-top", type=int, default=25)
-    p.add_argument("--glue-dir", default=str(C.DEFAULT_GLUE))
+    p.add_argument("--glue-dir", default=str(harness.DEFAULT_GLUE))
     p.add_argument("--work-dir", default=None)
     p.add_argument("--timeout", type=float, default=None)
     p.add_argument("--out", default="benchmarks/results/mfu.json")
@@ -307,7 +280,7 @@ def main(argv=None) -> int:
     precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bamkd-mfu-"))
     work.mkdir(parents=True, exist_ok=True)
-    payload = {**C.header(), "settings": vars(args), "results": []}
+    payload = {**result_files.header(), "settings": vars(args), "results": []}
     started = time.perf_counter()
     for precision in precisions:
         print(f"{precision}: matmul peak + {args.steps} bamkd steps ...", flush=True)
@@ -328,9 +301,9 @@ def main(argv=None) -> int:
             "glue_dir": args.glue_dir,
             "work_dir": str(work),
         }
-        payload["results"].append(C.run_worker(__file__, spec, timeout=args.timeout))
+        payload["results"].append(harness.run_worker(__file__, spec, timeout=args.timeout))
         payload["total_wall_s"] = time.perf_counter() - started
-        C.write_json(args.out, payload)
+        result_files.write_json(args.out, payload)
 
     m = payload["machine"]
     print(
@@ -355,7 +328,7 @@ def main(argv=None) -> int:
             ]
         )
     print(
-        C.table(
+        tables.table(
             rows,
             [
                 "precision",
@@ -399,7 +372,7 @@ def main(argv=None) -> int:
         print(f"  operator classes, share of self CPU time ({prof['steps']} more steps, profiled):")
         print("  " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in prof["by_category_share"].items()))
         print(
-            C.table(
+            tables.table(
                 [
                     [o["name"][:60], o["category"], o["self_cpu_ms"], o["count"]]
                     for o in prof["top_ops"]
@@ -414,7 +387,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    if C.is_worker():
-        C.worker_main({"mfu": worker})
+    if harness.is_worker():
+        harness.worker_main({"mfu": worker})
     else:
         sys.exit(main())

@@ -30,7 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import _common as C
+import harness
+import measure
+import result_files
+import tables
 
 LAYOUTS = {
     "padded mixed": ["data.length_grouped=false", "data.packing=false"],
@@ -77,7 +80,7 @@ def point_worker(spec: dict) -> dict:
 
     run_dir = Path(tempfile.mkdtemp(prefix="bamkd-pack-", dir=spec["work_dir"]))
     setting = SETTINGS[spec["setting"]]
-    cfg = C.bamkd_config(
+    cfg = measure.bamkd_config(
         setting["tasks"],
         run_dir,
         glue_dir=spec["glue_dir"],
@@ -85,32 +88,24 @@ def point_worker(spec: dict) -> dict:
         cache_dir=Path(spec["work_dir"]) / "token-cache",
         extra=[*setting["extra"], *LAYOUTS[spec["layout"]], "train.log_every=1000000"],
     )
-    ctx = setup(cfg)
-    plan = ctx.plan
-    # CPU seconds of this process after every optimizer step: with one thread this measures the
-    # work of each layout even while other programs share the machine (wall time does not).
-    cpu_marks: list[float] = []
-    inner_step = ctx.optimizer.step
-
-    def step(*args, **kwargs):
-        out = inner_step(*args, **kwargs)
-        cpu_marks.append(time.process_time())
-        return out
-
-    ctx.optimizer.step = step
-    epoch = plan.epoch_batches(0)
-    real, slots = map(sum, zip(*(rows_per_batch(ctx, rows) for rows in epoch)))
-    task_of = [plan.task_index(rows) for rows in epoch]
-    largest = [np.bincount(t).max() / len(t) for t in task_of]
-    rte = ctx.specs and list(ctx.specs).index("rte") if "rte" in ctx.specs else None
-    steps = spec["steps"]
-    measured = epoch[spec["skip"] : steps]
-    res = C.bamkd_timed_fit(ctx, steps)
-    step_s = res["step_seconds"][spec["skip"] :]
-    m_real, m_slots = map(sum, zip(*(rows_per_batch(ctx, rows) for rows in measured)))
-    seconds = sum(step_s)
-    skip = spec["skip"]
-    cpu_s = cpu_marks[steps - 1] - cpu_marks[skip - 1] if skip else float("nan")
+    with setup(cfg) as ctx:
+        plan = ctx.plan
+        epoch = plan.epoch_batches(0)
+        real, slots = map(sum, zip(*(rows_per_batch(ctx, rows) for rows in epoch)))
+        task_of = [plan.task_index(rows) for rows in epoch]
+        largest = [np.bincount(t).max() / len(t) for t in task_of]
+        rte = ctx.specs and list(ctx.specs).index("rte") if "rte" in ctx.specs else None
+        steps = spec["steps"]
+        measured = epoch[spec["skip"] : steps]
+        res, clock = measure.bamkd_timed_fit(ctx, steps)
+        step_s = res["step_seconds"][spec["skip"] :]
+        m_real, m_slots = map(sum, zip(*(rows_per_batch(ctx, rows) for rows in measured)))
+        seconds = sum(step_s)
+        skip = spec["skip"]
+        # CPU seconds of this process over the measured steps: with one thread this measures the
+        # work of each layout even while other programs share the machine (wall time does not).
+        cpu = clock.cpu_times
+        cpu_s = cpu[steps - 1] - cpu[skip - 1] if skip else float("nan")
     shutil.rmtree(run_dir, ignore_errors=True)
     return {
         "setting": spec["setting"],
@@ -148,7 +143,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--threads", type=int, default=0, help="torch threads per worker (0: torch's default)"
     )
     p.add_argument("--repeats", type=int, default=1, help="rounds over all layouts (interleaved)")
-    p.add_argument("--glue-dir", default=str(C.DEFAULT_GLUE))
+    p.add_argument("--glue-dir", default=str(harness.DEFAULT_GLUE))
     p.add_argument("--work-dir", default=None)
     p.add_argument("--out", default="benchmarks/results/packing.json")
     return p.parse_args(argv)
@@ -158,7 +153,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bamkd-packing-"))
     work.mkdir(parents=True, exist_ok=True)
-    payload = {**C.header(), "settings": vars(args), "points": []}
+    payload = {**result_files.header(), "settings": vars(args), "points": []}
     started = time.perf_counter()
     layouts = [x.strip() for x in args.layouts.split(",") if x.strip()]
     for setting in [s.strip() for s in args.settings.split(",") if s.strip()]:
@@ -177,7 +172,7 @@ def main(argv=None) -> int:
                     "skip": args.skip,
                     "threads": args.threads,
                 }
-                point = C.run_worker(__file__, spec)
+                point = harness.run_worker(__file__, spec)
                 point["repeat"] = repeat
                 payload["points"].append(point)
                 print(
@@ -187,7 +182,7 @@ def main(argv=None) -> int:
                     f"{point['padding_epoch']:.2f} peak {point['peak_rss_mib']:.0f} MiB",
                     flush=True,
                 )
-                C.write_json(args.out, payload)
+                result_files.write_json(args.out, payload)
     payload["wall_s"] = time.perf_counter() - started
     rows = []
     for p in payload["points"]:
@@ -207,7 +202,7 @@ def main(argv=None) -> int:
             ]
         )
     print(
-        C.table(
+        tables.table(
             rows,
             [
                 "setting",
@@ -224,13 +219,13 @@ def main(argv=None) -> int:
             ],
         )
     )
-    C.write_json(args.out, payload, announce=True)
+    result_files.write_json(args.out, payload, announce=True)
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
 if __name__ == "__main__":
-    if C.is_worker():
-        C.worker_main({"point": point_worker})
+    if harness.is_worker():
+        harness.worker_main({"point": point_worker})
     else:
         sys.exit(main())

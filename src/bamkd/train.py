@@ -2,10 +2,18 @@
 
 One loop serves every variant of the paper. Single-task, multi-task and distilled runs differ
 only in their task list and in whether a row has a teacher target; the loss for each row is
-``lambda * gold + (1 - lambda) * teacher`` with lambda = 1 where there is no teacher.
-Accelerate supplies the device, mixed precision and the process group; batches are planned
-globally (see sampling.py) and each process takes its share, so one process and several train
-the same model on the same global batches.
+``lambda * gold + (1 - lambda) * teacher`` with lambda = 1 where there is no teacher
+(losses.py). Accelerate supplies the device, mixed precision and the process group; batches are
+planned globally (``BatchPlan.rows_at``) and each process takes its share, so one process and
+several train the same model on the same global batches.
+
+Driving a run from code::
+
+    with setup(cfg) as ctx:  # leaving the block releases the run folder's lock
+        metrics = fit(ctx, max_steps=100, callbacks=[MyCallback()])
+
+``fit`` stops early when ``max_steps`` is reached or a callback asks (bamkd.callbacks); the run
+is then left where it stopped (``save(ctx)`` makes it resumable) and ``fit`` returns ``{}``.
 """
 
 from __future__ import annotations
@@ -14,8 +22,8 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +31,22 @@ import numpy as np
 import torch
 
 from bamkd import checkpoint as ckpt
-from bamkd.config import RunConfig, check_seq_length_fits, from_dict, load_yaml
+from bamkd.callbacks import Callback, StepEnd, Stopwatch
+from bamkd.config import (
+    DistillConfig,
+    RunConfig,
+    TaskDistill,
+    check_seq_length_fits,
+    from_dict,
+    load_yaml,
+)
 from bamkd.data import Encoded, ExampleStore, load_encoded, load_training_split
 from bamkd.devices import make_accelerator
 from bamkd.errors import BamkdError, ConfigError
 from bamkd.evaluate import evaluate
 from bamkd.fast_dropout import install_fast_dropout
 from bamkd.heap import set_mmap_threshold
-from bamkd.losses import classification_loss, gold_weight, regression_loss
+from bamkd.losses import TaskTraining, batch_loss, gold_weights, loss_scale
 from bamkd.manifest import run_data_files, write_run_manifest
 from bamkd.model import (
     MultiTaskModel,
@@ -44,6 +60,7 @@ from bamkd.packing import first_position, packing_support
 from bamkd.progress import step_bar
 from bamkd.runs import CONFIG_NAME, DEV_METRICS_NAME, MODEL_DIR, STATE_NAME, is_finished, task_specs
 from bamkd.sampling import BatchPlan, make_task_weighting, shard, split_micro
+from bamkd.steplog import LogWindow, show
 from bamkd.stop import StopRequests, TrainingStopped
 from bamkd.storage import (
     RunLock,
@@ -60,30 +77,34 @@ from bamkd.tracking import MetricLog
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "Context",
+    "NonFiniteLossError",
+    "TaskTraining",
+    "batch_loss",
+    "check_run_inputs",
+    "finish",
+    "fit",
+    "gold_weights",
+    "save",
+    "setup",
+    "train",
+]
+
 
 class NonFiniteLossError(BamkdError):
     """The loss became NaN or infinite and the run is configured to stop."""
 
 
 @dataclass
-class TaskTraining:
-    """Per-task facts the loss needs, in the order of the model's task list."""
-
-    spec: TaskSpec
-    loss_weight: float
-    has_teacher: bool
-    schedule: str
-    weight: float
-
-
-@dataclass
 class Context:
-    """Everything ``fit`` uses; built by ``setup``."""
+    """Everything ``fit`` uses; built by ``setup``. A context manager: leaving it releases the
+    run folder's lock (``close``)."""
 
     cfg: RunConfig
     run_dir: Path
-    accelerator: object
-    tokenizer: object
+    accelerator: Any
+    tokenizer: Any
     model: torch.nn.Module
     raw_model: MultiTaskModel
     optimizer: torch.optim.Optimizer
@@ -98,68 +119,22 @@ class Context:
     packing: int | None = None
     """First position id of packed rows, or None when batches are padded."""
     lock: RunLock | None = None
-    summary: dict = field(default_factory=dict)
+
+    def close(self) -> None:
+        """Release the run folder's lock (held by the main process); safe to call twice."""
+        if self.lock is not None:
+            self.lock.release()
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # --------------------------------------------------------------------------------------------
-# The loss
+# Setup
 # --------------------------------------------------------------------------------------------
-
-
-def batch_loss(
-    outputs: Mapping[str, torch.Tensor],
-    batch: Mapping[str, torch.Tensor],
-    tasks: list[TaskTraining],
-    lam: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sum over rows of loss_weight[task] * loss(row), each row scored by its own task's head.
-
-    Every head runs on every row and contributes through ``torch.where``, so all heads stay in
-    the graph (which keeps DDP happy). ``lam[t]`` is the gold weight of task t at this step.
-    Returns the weighted total and, per task, the unweighted loss sum and row count (for logs).
-    """
-    task_ids = batch["task_ids"]
-    labels = batch["labels"].float()
-    teacher = batch.get("teacher")
-    total = outputs[tasks[0].spec.name].new_zeros((), dtype=torch.float32)
-    sums = torch.zeros(len(tasks))
-    counts = torch.zeros(len(tasks))
-    for t, info in enumerate(tasks):
-        spec = info.spec
-        mask = task_ids == t
-        row_lam = torch.full_like(labels, float(lam[t]))
-        if spec.kind == "classification":
-            gold = torch.where(mask, labels, torch.zeros_like(labels)).long()
-            soft = None
-            if info.has_teacher and teacher is not None:
-                soft = torch.nan_to_num(teacher[:, : spec.num_outputs])
-            per_row = classification_loss(outputs[spec.name], gold, soft, row_lam)
-        else:
-            lo, hi = spec.regression_range
-            gold = torch.where(mask, (labels - lo) / (hi - lo), torch.zeros_like(labels))
-            soft = (
-                torch.nan_to_num(teacher[:, 0])
-                if info.has_teacher and teacher is not None
-                else None
-            )
-            per_row = regression_loss(outputs[spec.name], gold, soft, row_lam)
-        per_row = torch.where(mask, per_row, torch.zeros_like(per_row))
-        total = total + info.loss_weight * per_row.sum()
-        sums[t] = per_row.detach().sum().cpu()
-        counts[t] = mask.sum().cpu()
-    return total, sums, counts
-
-
-def gold_weights(
-    tasks: list[TaskTraining], step: int, total_steps: int, step_at: float
-) -> torch.Tensor:
-    """lambda per task at ``step``: 1 for tasks without a teacher."""
-    return torch.tensor(
-        [
-            gold_weight(t.schedule, step, total_steps, t.weight, step_at) if t.has_teacher else 1.0
-            for t in tasks
-        ]
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,14 +228,15 @@ def _teacher_arrays(
             arrays.append(None)
             continue
         spec = specs[part.task]
-        temperature = dist.per_task.get(part.task, None)
-        t = temperature.temperature if temperature and temperature.temperature else dist.temperature
+        temperature = _distill_for(dist, part.task).temperature
         outputs = []
         for run in runs:
             _ensure_teacher_predictions(Path(run), part.task, accelerator)
             outputs.append(read_teacher_predictions(Path(run), part.task))
         arrays.append(
-            teacher_targets(part, outputs, spec.kind, dist.teacher_weights.get(part.task), t)
+            teacher_targets(
+                part, outputs, spec.kind, dist.teacher_weights.get(part.task), temperature
+            )
         )
     return arrays
 
@@ -349,9 +325,11 @@ def _remove_leftovers(run_dir: Path, announce: bool) -> None:
 
 
 def setup(cfg: RunConfig, *, resume: bool = False, trackers: list[str] | None = None) -> Context:
-    """Build the model, data, optimizer and state for a run (resuming it when asked)."""
-    from accelerate.utils import set_seed
+    """Build the model, data, optimizer and state for a run (resuming it when asked).
 
+    The returned context holds the run folder's lock; use it in a ``with`` block (or call
+    ``ctx.close()``) to release it. If setup fails, the lock is released before the error.
+    """
     run_dir = Path(cfg.output_dir)
     # Everything a user can get wrong is checked before the run folder exists (issue 15).
     given = cfg
@@ -362,117 +340,13 @@ def setup(cfg: RunConfig, *, resume: bool = False, trackers: list[str] | None = 
         cfg = _check_run_folder(run_dir, cfg, resume)
         if cfg is not given:  # resuming: the saved config wins, so check what it names
             specs, tokenizer = check_run_inputs(cfg)
-        if accelerator.is_main_process:
-            _remove_leftovers(run_dir, announce=resume)
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            write_text(run_dir / CONFIG_NAME, cfg.to_yaml())
-            write_run_manifest(run_dir, cfg, run_data_files(cfg))
-        encoder = load_encoder(
-            cfg.model.name_or_path,
-            cfg.model.trust_remote_code,
-            cfg.model.encoder_dropout,
-            keep_layers=cfg.model.keep_layers,
-            keep_every=cfg.model.keep_every,
-        )
-        # Seed after loading, so head initialisation and dropout never depend on what loading did.
-        set_seed(cfg.train.seed)
-        model = MultiTaskModel(
-            encoder,
-            list(specs.values()),
-            pooling=cfg.model.pooling,
-            dropout=cfg.model.dropout,
-            regression_head=cfg.model.regression_head,
-        )
-        if cfg.model.init_from:
-            init_from(model, cfg.model.init_from)
-        if cfg.train.fast_dropout and accelerator.device.type == "cpu":
-            install_fast_dropout(model)
-        if accelerator.device.type == "cpu":
-            set_mmap_threshold(cfg.train.malloc_mmap_threshold_mib)
-
-        parts, eval_sets = _load_data(cfg, specs, tokenizer, accelerator)
-        teacher = _teacher_arrays(cfg, specs, parts, accelerator)
-        sizes = {p.task: len(p) for p in parts}
-        t = cfg.train
-        try:
-            weighting = make_task_weighting(
-                t.task_weighting,
-                sizes,
-                t.weighting_exponent,
-                t.sampling_temperature,
-                t.task_multiples,
-            )
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        use_types = "token_type_ids" in tokenizer.model_input_names
-        max_out = max(s.num_outputs for s in specs.values())
-        store = ExampleStore(parts, list(specs), pad_id, use_types, teacher, max_out)
+        _start_run_folder(run_dir, cfg, accelerator, resume)
+        model = _build_model(cfg, specs, accelerator)
+        store, plan, tasks, eval_sets = _build_tasks(cfg, specs, tokenizer, accelerator)
         packing = _packing(cfg, model.encoder)
-        plan = BatchPlan(
-            sizes, weighting, t.batch_size, t.seed, store.lengths, cfg.data.length_grouped
-        )
-        total_steps = plan.total_steps(t.epochs)
-
-        tasks = []
-        for part, arr in zip(parts, teacher):
-            override = cfg.distill.per_task.get(part.task)
-            tasks.append(
-                TaskTraining(
-                    spec=specs[part.task],
-                    loss_weight=weighting.loss_weights[part.task],
-                    has_teacher=arr is not None,
-                    schedule=(
-                        override.schedule
-                        if override and override.schedule
-                        else cfg.distill.schedule
-                    ),
-                    weight=(
-                        override.weight
-                        if override and override.weight is not None
-                        else cfg.distill.weight
-                    ),
-                )
-            )
-
-        groups = param_groups(
-            model.encoder.named_parameters(),
-            [(f"heads.{n}", p) for n, p in model.heads.named_parameters()],
-            model.num_layers,
-            t.layerwise_decay,
-            t.weight_decay,
-        )
-        optimizer = BertAdamW(
-            groups,
-            lr=t.lr,
-            betas=(t.adam_beta1, t.adam_beta2),
-            eps=t.adam_eps,
-            bias_correction=t.bias_correction,
-        )
-        state = ckpt.TrainerState(total_steps=total_steps, world_size=accelerator.num_processes)
-        metric_log = MetricLog(run_dir, accelerator, enabled=accelerator.is_main_process)
-
-        if resume:
-            found = ckpt.latest_checkpoint(run_dir, accelerator.process_index)
-            if found is not None:
-                model.load_state_dict(found.model)
-                optimizer.load_state_dict(found.optimizer)
-                if found.state.total_steps != total_steps:
-                    raise BamkdError(
-                        f"checkpoint {found.folder} was made for {found.state.total_steps} steps "
-                        f"but this run plans {total_steps}; the data or batch size changed"
-                    )
-                state = found.state
-                if found.rng is not None and found.state.world_size == accelerator.num_processes:
-                    ckpt.set_rng_state(found.rng)
-                else:
-                    log.warning("resume: no RNG state for this process layout; dropout differs")
-                log.info("resuming %s from step %d of %d", run_dir, state.step, total_steps)
-            metric_log.truncate_after(state.step)
-        elif accelerator.is_main_process and metric_log.path.exists():
-            metric_log.path.unlink()
-
+        total_steps = plan.total_steps(cfg.train.epochs)
+        optimizer = _build_optimizer(cfg, model)
+        state, metric_log = _restore(run_dir, model, optimizer, total_steps, accelerator, resume)
         model, optimizer = accelerator.prepare(model, optimizer)
         if trackers:
             accelerator.init_trackers(run_dir.name, config=_flat_config(cfg))
@@ -501,6 +375,146 @@ def setup(cfg: RunConfig, *, resume: bool = False, trackers: list[str] | None = 
         raise
 
 
+def _start_run_folder(run_dir: Path, cfg: RunConfig, accelerator: Any, resume: bool) -> None:
+    """Clear leftovers of interrupted writes, then record the config and the data it reads."""
+    if accelerator.is_main_process:
+        _remove_leftovers(run_dir, announce=resume)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_text(run_dir / CONFIG_NAME, cfg.to_yaml())
+        write_run_manifest(run_dir, cfg, run_data_files(cfg))
+
+
+def _build_model(cfg: RunConfig, specs: dict[str, TaskSpec], accelerator: Any) -> MultiTaskModel:
+    """The shared encoder with one head per task, seeded, on the CPU settings asked for."""
+    from accelerate.utils import set_seed
+
+    m = cfg.model
+    encoder = load_encoder(
+        m.name_or_path,
+        m.trust_remote_code,
+        m.encoder_dropout,
+        keep_layers=m.keep_layers,
+        keep_every=m.keep_every,
+    )
+    # Seed after loading, so head initialisation and dropout never depend on what loading did.
+    set_seed(cfg.train.seed)
+    model = MultiTaskModel(
+        encoder,
+        list(specs.values()),
+        pooling=m.pooling,
+        dropout=m.dropout,
+        regression_head=m.regression_head,
+    )
+    if m.init_from:
+        init_from(model, m.init_from)
+    if cfg.train.fast_dropout and accelerator.device.type == "cpu":
+        install_fast_dropout(model)
+    if accelerator.device.type == "cpu":
+        set_mmap_threshold(cfg.train.malloc_mmap_threshold_mib)
+    return model
+
+
+def _build_tasks(
+    cfg: RunConfig, specs: dict[str, TaskSpec], tokenizer: Any, accelerator: Any
+) -> tuple[ExampleStore, BatchPlan, list[TaskTraining], dict[str, dict[str, Encoded]]]:
+    """Training rows with their teacher targets, the batch plan, each task's loss settings and
+    the evaluation sets."""
+    t = cfg.train
+    parts, eval_sets = _load_data(cfg, specs, tokenizer, accelerator)
+    teacher = _teacher_arrays(cfg, specs, parts, accelerator)
+    sizes = {p.task: len(p) for p in parts}
+    try:
+        weighting = make_task_weighting(
+            t.task_weighting, sizes, t.weighting_exponent, t.sampling_temperature, t.task_multiples
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    use_types = "token_type_ids" in tokenizer.model_input_names
+    max_out = max(s.num_outputs for s in specs.values())
+    store = ExampleStore(parts, list(specs), pad_id, use_types, teacher, max_out)
+    plan = BatchPlan(sizes, weighting, t.batch_size, t.seed, store.lengths, cfg.data.length_grouped)
+    tasks = []
+    for part, arr in zip(parts, teacher):
+        distill = _distill_for(cfg.distill, part.task)
+        tasks.append(
+            TaskTraining(
+                spec=specs[part.task],
+                loss_weight=weighting.loss_weights[part.task],
+                has_teacher=arr is not None,
+                schedule=str(distill.schedule),
+                weight=float(distill.weight or 0.0),
+            )
+        )
+    return store, plan, tasks, eval_sets
+
+
+def _distill_for(distill: DistillConfig, task: str) -> TaskDistill:
+    """The distillation settings of ``task``: its ``distill.per_task`` entries where given,
+    the run-wide ones elsewhere."""
+    override = distill.per_task.get(task) or TaskDistill()
+    return TaskDistill(
+        schedule=override.schedule or distill.schedule,
+        weight=distill.weight if override.weight is None else override.weight,
+        temperature=override.temperature or distill.temperature,
+    )
+
+
+def _build_optimizer(cfg: RunConfig, model: MultiTaskModel) -> BertAdamW:
+    """BERT's AdamW over layer-wise learning-rate groups (optim.py)."""
+    t = cfg.train
+    groups = param_groups(
+        model.encoder.named_parameters(),
+        [(f"heads.{n}", p) for n, p in model.heads.named_parameters()],
+        model.num_layers,
+        t.layerwise_decay,
+        t.weight_decay,
+    )
+    return BertAdamW(
+        groups,
+        lr=t.lr,
+        betas=(t.adam_beta1, t.adam_beta2),
+        eps=t.adam_eps,
+        bias_correction=t.bias_correction,
+    )
+
+
+def _restore(
+    run_dir: Path,
+    model: MultiTaskModel,
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    accelerator: Any,
+    resume: bool,
+) -> tuple[ckpt.TrainerState, MetricLog]:
+    """A fresh state and metric log, or, on resume, those of the newest checkpoint with the
+    model, optimizer and (same process layout) RNG states loaded from it."""
+    state = ckpt.TrainerState(total_steps=total_steps, world_size=accelerator.num_processes)
+    metric_log = MetricLog(run_dir, accelerator, enabled=accelerator.is_main_process)
+    if not resume:
+        if accelerator.is_main_process and metric_log.path.exists():
+            metric_log.path.unlink()
+        return state, metric_log
+    found = ckpt.latest_checkpoint(run_dir, accelerator.process_index)
+    if found is not None:
+        model.load_state_dict(found.model)
+        optimizer.load_state_dict(found.optimizer)
+        if found.state.total_steps != total_steps:
+            raise BamkdError(
+                f"checkpoint {found.folder} was made for {found.state.total_steps} steps "
+                f"but this run plans {total_steps}; the data or batch size changed"
+            )
+        state = found.state
+        if found.rng is not None and found.state.world_size == accelerator.num_processes:
+            ckpt.set_rng_state(found.rng)
+        else:
+            log.warning("resume: no RNG state for this process layout; dropout differs")
+        log.info("resuming %s from step %d of %d", run_dir, state.step, total_steps)
+    metric_log.truncate_after(state.step)
+    return state, metric_log
+
+
 def _packing(cfg: RunConfig, encoder: torch.nn.Module) -> int | None:
     """The first position id for packed training rows, or None to pad (with the reason said).
 
@@ -519,13 +533,6 @@ def _packing(cfg: RunConfig, encoder: torch.nn.Module) -> int | None:
 def model_inputs(batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The keyword arguments of MultiTaskModel.forward that ``batch`` holds (padded or packed)."""
     return {k: batch[k] for k in MODEL_INPUT_KEYS if k in batch}
-
-
-def real_tokens(batch: Mapping[str, torch.Tensor]) -> int:
-    """Tokens of the examples in a padded or packed batch, padding excluded."""
-    if "segments" in batch:
-        return int((batch["segments"] >= 0).sum())
-    return int(batch["attention_mask"].sum())
 
 
 MODEL_INPUT_KEYS = (
@@ -553,166 +560,193 @@ def _flat_config(cfg: RunConfig) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def fit(ctx: Context) -> dict[str, dict[str, float]]:
+def fit(
+    ctx: Context, *, max_steps: int | None = None, callbacks: Sequence[Callback] = ()
+) -> dict[str, dict[str, float]]:
     """Train from ``ctx.state.step`` to the end, then save and evaluate. Returns dev metrics.
+
+    Args:
+        ctx: from ``setup``.
+        max_steps: stop once ``ctx.state.step`` reaches this many steps (the learning-rate and
+            lambda schedules stay planned over the whole run, ``ctx.total_steps``).
+        callbacks: hooks called around every step (bamkd.callbacks); one may stop training.
+
+    Returns:
+        The dev metrics when the run reached its end; ``{}`` when ``max_steps`` or a callback
+        stopped it earlier (nothing more is written then: ``save(ctx)`` makes it resumable,
+        another ``fit(ctx)`` continues it).
 
     SIGTERM or Ctrl-C during training writes a checkpoint after the current step and raises
     :class:`TrainingStopped` (bamkd.stop).
     """
+    end = ctx.total_steps if max_steps is None else min(max_steps, ctx.total_steps)
     with StopRequests() as stop:
-        _train_steps(ctx, stop)
+        _train_steps(ctx, stop, end, callbacks)
+    if ctx.state.step < ctx.total_steps:
+        return {}
     return finish(ctx)
 
 
-def _train_steps(ctx: Context, stop: StopRequests) -> None:
+def _train_steps(ctx: Context, stop: StopRequests, end: int, callbacks: Sequence[Callback]) -> None:
+    """One optimizer step per global batch, from ``ctx.state.step`` up to step ``end``."""
     cfg, acc, t = ctx.cfg, ctx.accelerator, ctx.cfg.train
-    model, optimizer, plan, store = ctx.model, ctx.optimizer, ctx.plan, ctx.store
-    rank, world = acc.process_index, acc.num_processes
-    device = acc.device
+    model, optimizer, plan = ctx.model, ctx.optimizer, ctx.plan
     params = [p for p in model.parameters() if p.requires_grad]
-    names = [info.spec.name for info in ctx.tasks]
-    window_sums, window_counts = torch.zeros(len(names)), torch.zeros(len(names))
-    window_start, window_examples = time.perf_counter(), 0
-    window_tokens, window_slots = 0, 0  # real tokens and token positions computed (with padding)
+    max_norm = t.max_grad_norm if t.max_grad_norm > 0 else math.inf
+    window = LogWindow([info.spec.name for info in ctx.tasks])
     run_start = time.perf_counter() - ctx.state.elapsed_seconds
-    batches, batches_epoch = None, -1
-    model.train()
     bar = step_bar(
         ctx.total_steps, ctx.state.step, desc="train", main=acc.is_main_process and t.progress
     )
+    model.train()
+    for callback in callbacks:
+        callback.on_fit_start(ctx)
 
-    for step in range(ctx.state.step, ctx.total_steps):
-        epoch, index = divmod(step, plan.batches_per_epoch)
-        if epoch != batches_epoch:
-            batches, batches_epoch = plan.epoch_batches(epoch), epoch
-        global_rows = batches[index]
-        local = shard(global_rows, rank, world)
-        # With sum reduction each process's sum times world_size undoes DDP's gradient average;
-        # with mean, dividing by the global batch size gives the global mean.
-        scale = world if t.loss_reduction == "sum" else world / len(global_rows)
-        if len(local) == 0:  # a last batch smaller than the process count: contribute nothing
-            local, scale = global_rows[:1], 0.0
+    for step in range(ctx.state.step, end):
+        watch = Stopwatch()
+        rows = plan.rows_at(step)
+        local = shard(rows, acc.process_index, acc.num_processes)
+        scale = loss_scale(t.loss_reduction, acc.num_processes, len(rows), len(local))
+        if len(local) == 0:  # a stand-in row joins the collectives; scale 0 makes it count nothing
+            local = rows[:1]
         lam = gold_weights(ctx.tasks, step, ctx.total_steps, cfg.distill.step_at)
         lr = lr_at(step, ctx.total_steps, t.lr, t.warmup_fraction)
         set_lr(optimizer, lr)
 
-        step_sums, step_counts = torch.zeros(len(names)), torch.zeros(len(names))
-        # Each micro-batch is one padded batch or a few packed ones (one per row width).
-        micro = [
-            host
-            for rows in split_micro(local, t.grad_accumulation)
-            for host in (
-                [store.batch(rows)]
-                if ctx.packing is None
-                else store.packed_batches(rows, cfg.data.max_seq_length, ctx.packing)
-            )
-        ]
-        for j, host in enumerate(micro):
-            batch = {k: v.to(device) for k, v in host.items()}
-            if scale:
-                window_tokens += real_tokens(host)
-                window_slots += host["input_ids"].numel()
-            sync = contextlib.nullcontext() if j == len(micro) - 1 else acc.no_sync(model)
-            with sync:
-                with acc.autocast():
-                    outputs = model(**model_inputs(batch))
-                loss, sums, counts = batch_loss(outputs, batch, ctx.tasks, lam)
-                acc.backward(loss * scale)
-            if scale:  # a stand-in row (scale 0) is not logged either
-                step_sums += sums
-                step_counts += counts
-
-        grad_norm = acc.clip_grad_norm_(
-            params, t.max_grad_norm if t.max_grad_norm > 0 else math.inf
-        )
-        grad_norm = float(grad_norm)
-        # Under fp16 the grad scaler expects overflowing gradients now and then and skips those
-        # steps itself; only a non-finite loss is a fault there.
-        bad_grads = not math.isfinite(grad_norm) and t.mixed_precision != "fp16"
-        if bad_grads or not torch.isfinite(step_sums).all():
-            bad = [n for n, s in zip(names, step_sums) if not torch.isfinite(s)] or names
-            if t.on_nonfinite == "stop":
-                last = ckpt.list_checkpoints(ctx.run_dir)
-                raise NonFiniteLossError(
-                    f"loss became non-finite at step {step} (task {', '.join(bad)}); no weights "
-                    f"were written over good ones. Last good checkpoint: "
-                    f"{last[-1] if last else 'none'}. Lower train.lr, check the data, or set "
-                    "train.on_nonfinite=skip to skip such steps."
-                )
-            log.warning("skipping step %d: non-finite loss (task %s)", step, ", ".join(bad))
-            optimizer.zero_grad(set_to_none=True)
-        else:
+        sums, counts = _forward_backward(ctx, local, lam, scale, window, watch)
+        grad_norm = float(acc.clip_grad_norm_(params, max_norm))
+        watch.lap("clip")
+        if _update_is_finite(ctx, step, grad_norm, sums):
             optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
+        watch.lap("optimizer")
 
         ctx.state.step = step + 1
-        ctx.state.examples_seen += len(global_rows)
-        window_sums += step_sums
-        window_counts += step_counts
-        window_examples += len(global_rows)
-        if bar is not None:
-            bar.update(1)
+        ctx.state.examples_seen += len(rows)
+        window.add_step(sums, counts, len(rows))
+        bar.update(1)
+        record = None
         if ctx.state.step % t.log_every == 0 or ctx.state.step == ctx.total_steps:
-            totals = acc.reduce(torch.stack([window_sums, window_counts]).to(device), "sum").cpu()
-            elapsed = time.perf_counter() - window_start
-            record = {
-                "epoch": round(ctx.state.step / plan.batches_per_epoch, 4),
-                "lr": lr,
-                "grad_norm": grad_norm,
-                "examples_per_s": window_examples / max(elapsed, 1e-9),
-                # This process's share; the padding share is of the positions it computed.
-                "tokens_per_s": window_tokens / max(elapsed, 1e-9),
-                "padding": 1.0 - window_tokens / max(window_slots, 1),
-                "loss": {n: float(s / c) for n, s, c in zip(names, *totals) if c > 0},
-                "lambda": {n: float(v) for n, v in zip(names, lam)},
-            }
-            ctx.metric_log.log(record, ctx.state.step)
-            if bar is not None:
-                bar.set_postfix(
-                    loss=f"{float(totals[0].sum() / max(totals[1].sum(), 1)):.4f}",
-                    ex_s=f"{record['examples_per_s']:.0f}",
-                )
-            else:
-                log.info(
-                    "step %d/%d epoch %.2f loss %s ex/s %.1f",
-                    ctx.state.step,
-                    ctx.total_steps,
-                    record["epoch"],
-                    " ".join(f"{k}={v:.4f}" for k, v in record["loss"].items()),
-                    record["examples_per_s"],
-                )
-            window_sums.zero_()
-            window_counts.zero_()
-            window_start, window_examples = time.perf_counter(), 0
-            window_tokens, window_slots = 0, 0
+            record = _log_window(ctx, window, bar, lr, grad_norm, lam)
+        done = StepEnd(ctx.state.step, rows, watch.seconds, lr, grad_norm, record)
+        asked = [bool(callback.on_step_end(ctx, done)) for callback in callbacks]
         at_epoch_end = ctx.state.step % plan.batches_per_epoch == 0
         if t.eval_every_epoch and at_epoch_end and ctx.state.step < ctx.total_steps:
             _evaluate_and_log(ctx, "eval")
         if ctx.state.step == ctx.total_steps:
             break  # the final save comes next; a stop asked for now is served by finishing
-        periodic = t.checkpoint_every and ctx.state.step % t.checkpoint_every == 0
-        stopping = _stop_agreed(acc, stop)
-        if periodic or stopping:
+        signum, callback_stop = _stop_agreed(acc, stop, any(asked))
+        if signum or (t.checkpoint_every and ctx.state.step % t.checkpoint_every == 0):
             ctx.state.elapsed_seconds = time.perf_counter() - run_start
             save(ctx)
-        if stopping:
-            if bar is not None:
-                bar.close()
-            _raise_stopped(ctx, stopping)
+        if signum:
+            bar.close()
+            _raise_stopped(ctx, signum)
+        if callback_stop:
+            break
 
-    if bar is not None:
-        bar.close()
+    bar.close()
     ctx.state.elapsed_seconds = time.perf_counter() - run_start
+    for callback in callbacks:
+        callback.on_fit_end(ctx)
 
 
-def _stop_agreed(acc, stop: StopRequests) -> int:
-    """The signal that asked this or any other process to stop (0: none). Every process calls
-    this after every step, so all stop after the same one: one scalar all-reduce per step, at a
-    point where the step has already synchronised (the gradient norm is read back above)."""
+def _forward_backward(
+    ctx: Context,
+    rows: np.ndarray,
+    lam: torch.Tensor,
+    scale: float,
+    window: LogWindow,
+    watch: Stopwatch,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward and backward over this process's ``rows``, in ``train.grad_accumulation``
+    micro-batches; gradients are synchronised across processes on the last one only.
+    Returns the per-task loss sums and row counts (zero for a stand-in row, ``scale`` 0)."""
+    acc, model = ctx.accelerator, ctx.model
+    sums, counts = torch.zeros(len(ctx.tasks)), torch.zeros(len(ctx.tasks))
+    micro = _micro_batches(ctx, rows)
+    for j, host in enumerate(micro):
+        batch = {k: v.to(acc.device) for k, v in host.items()}
+        watch.lap("data")
+        sync = contextlib.nullcontext() if j == len(micro) - 1 else acc.no_sync(model)
+        with sync:
+            with acc.autocast():
+                outputs = model(**model_inputs(batch))
+            loss, micro_sums, micro_counts = batch_loss(outputs, batch, ctx.tasks, lam)
+            watch.lap("forward")
+            acc.backward(loss * scale)
+            watch.lap("backward")
+        if scale:
+            window.add_batch(host)
+            sums += micro_sums
+            counts += micro_counts
+    return sums, counts
+
+
+def _micro_batches(ctx: Context, rows: np.ndarray) -> list[dict[str, torch.Tensor]]:
+    """Host tensors of each micro-batch: one padded batch, or a few packed ones (one per row
+    width), per ``train.grad_accumulation`` split of ``rows``."""
+    cfg, store = ctx.cfg, ctx.store
+    return [
+        host
+        for part in split_micro(rows, cfg.train.grad_accumulation)
+        for host in (
+            [store.batch(part)]
+            if ctx.packing is None
+            else store.packed_batches(part, cfg.data.max_seq_length, ctx.packing)
+        )
+    ]
+
+
+def _update_is_finite(ctx: Context, step: int, grad_norm: float, sums: torch.Tensor) -> bool:
+    """Whether this step's update may be applied. A non-finite loss or gradient norm stops the
+    run (``train.on_nonfinite=stop``) or skips the update (``skip``) with a warning.
+
+    Under fp16 the grad scaler expects overflowing gradients now and then and skips those steps
+    itself; only a non-finite loss is a fault there."""
+    t = ctx.cfg.train
+    bad_grads = not math.isfinite(grad_norm) and t.mixed_precision != "fp16"
+    if not bad_grads and torch.isfinite(sums).all():
+        return True
+    names = [info.spec.name for info in ctx.tasks]
+    bad = [n for n, s in zip(names, sums) if not torch.isfinite(s)] or names
+    if t.on_nonfinite == "stop":
+        last = ckpt.list_checkpoints(ctx.run_dir)
+        raise NonFiniteLossError(
+            f"loss became non-finite at step {step} (task {', '.join(bad)}); no weights "
+            f"were written over good ones. Last good checkpoint: "
+            f"{last[-1] if last else 'none'}. Lower train.lr, check the data, or set "
+            "train.on_nonfinite=skip to skip such steps."
+        )
+    log.warning("skipping step %d: non-finite loss (task %s)", step, ", ".join(bad))
+    return False
+
+
+def _log_window(
+    ctx: Context, window: LogWindow, bar: Any, lr: float, grad_norm: float, lam: torch.Tensor
+) -> dict[str, Any]:
+    """Write the window since the last logged step to metrics.jsonl and the bar (or log), then
+    start a new window. Every process calls this at the same steps (the loss is all-reduced)."""
+    epoch = round(ctx.state.step / ctx.plan.batches_per_epoch, 4)
+    record, mean_loss = window.record(
+        ctx.accelerator, epoch=epoch, lr=lr, grad_norm=grad_norm, lam=lam
+    )
+    ctx.metric_log.log(record, ctx.state.step)
+    show(bar, record, mean_loss, ctx.state.step, ctx.total_steps)
+    window.reset()
+    return record
+
+
+def _stop_agreed(acc: Any, stop: StopRequests, asked: bool) -> tuple[int, bool]:
+    """The signal that asked this or any other process to stop (0: none), and whether a
+    callback of any process asked to stop. Every process calls this after every step, so all
+    stop after the same one: one small all-reduce per step, at a point where the step has
+    already synchronised (the gradient norm is read back)."""
     if acc.num_processes == 1:
-        return stop.signum or 0
-    flag = torch.tensor([float(stop.signum or 0)], device=acc.device)
-    return int(acc.reduce(flag, "max").item())
+        return stop.signum or 0, asked
+    flags = torch.tensor([float(stop.signum or 0), float(asked)], device=acc.device)
+    signum, any_asked = acc.reduce(flags, "max").tolist()
+    return int(signum), bool(any_asked)
 
 
 def _raise_stopped(ctx: Context, signum: int) -> None:
@@ -780,9 +814,5 @@ def train(
     if resume and is_finished(run_dir):
         log.info("%s is already finished", run_dir)
         return read_json(run_dir / DEV_METRICS_NAME)
-    ctx = setup(cfg, resume=resume, trackers=trackers)
-    try:
+    with setup(cfg, resume=resume, trackers=trackers) as ctx:
         return fit(ctx)
-    finally:
-        if ctx.lock is not None:
-            ctx.lock.release()

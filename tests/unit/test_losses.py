@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from bamkd.losses import classification_loss, gold_weight, regression_loss, teacher_probs
+from bamkd.losses import (
+    classification_loss,
+    gold_weight,
+    loss_scale,
+    regression_loss,
+    teacher_probs,
+)
+from bamkd.sampling import shard
 from bamkd.tasks import TaskSpec
 from bamkd.train import TaskTraining, batch_loss, gold_weights
 
@@ -285,3 +293,35 @@ def test_gradients_reach_every_head() -> None:
         assert param.grad is not None, name
         assert torch.isfinite(param.grad).all(), name
         assert param.grad.abs().sum() > 0, name
+
+
+# --------------------------------------------------------------------------------------------
+# loss_scale
+# --------------------------------------------------------------------------------------------
+
+
+def test_loss_scale_by_hand() -> None:
+    assert loss_scale("sum", 1, 32, 32) == 1.0
+    assert loss_scale("sum", 4, 32, 8) == 4.0
+    assert loss_scale("mean", 1, 32, 32) == pytest.approx(1 / 32)
+    assert loss_scale("mean", 4, 30, 7) == pytest.approx(4 / 30)
+    # A process without rows of its own runs a stand-in row that must count nothing.
+    assert loss_scale("sum", 4, 3, 0) == 0.0
+    assert loss_scale("mean", 4, 3, 0) == 0.0
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_loss_scale_makes_ddps_average_the_global_sum_or_mean(world, reduction) -> None:
+    # Per-row losses 1..10 over a global batch of 10 rows, sharded as the loop shards them;
+    # DDP averages the processes' scaled local sums.
+    rows = np.arange(1.0, 11.0)
+    averaged = (
+        sum(
+            loss_scale(reduction, world, len(rows), len(shard(rows, r, world)))
+            * shard(rows, r, world).sum()
+            for r in range(world)
+        )
+        / world
+    )
+    assert averaged == pytest.approx(55.0 if reduction == "sum" else 5.5)

@@ -376,3 +376,12 @@ def test_mixed_batches_carry_the_task_mixture_and_grouped_ones_do_not() -> None:
     # Grouped by length: batches hold mostly one task, and many hold no RTE row at all.
     assert grouped_share > 0.55
     assert grouped_no_rte > 0.30
+
+
+def test_rows_at_is_batch_k_mod_epoch_of_epoch_k_div_epoch_in_any_order() -> None:
+    plan = BatchPlan({"a": 7, "b": 5}, concat_task_weights({"a": 7, "b": 5}), 4, seed=3)
+    # 12 rows, batch 4: 3 batches per epoch; step 7 is batch 1 of epoch 2.
+    assert plan.batches_per_epoch == 3
+    by_epoch = [plan.epoch_batches(e) for e in range(3)]
+    for step in [0, 1, 2, 3, 7, 8, 4, 0, 5]:  # forwards, then back to earlier epochs
+        assert np.array_equal(plan.rows_at(step), by_epoch[step // 3][step % 3]), step
