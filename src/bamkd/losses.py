@@ -1,5 +1,5 @@
-"""The method's formulas: the teacher-annealing schedule, the mixed gold/teacher losses, and
-the loss of a multi-task batch assembled from them.
+"""The method's formulas: the mixed gold/teacher losses and the loss of a multi-task batch
+assembled from them (the teacher-annealing schedules are in `bamkd.schedules`).
 
 Each function is small and pure so it can be checked line by line against BAM_SPEC.md:
 target = lambda * gold + (1 - lambda) * teacher, with lambda = progress under teacher annealing.
@@ -9,39 +9,14 @@ lambda * CE(gold) + (1 - lambda) * CE(teacher).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from bamkd.schedules import gold_weight
 from bamkd.tasks import TaskSpec
-
-
-def gold_weight(
-    schedule: str, step: int, total_steps: int, weight: float = 0.5, step_at: float = 0.5
-) -> float:
-    """Weight lambda on the gold label at optimiser step ``step`` (0-based) of ``total_steps``.
-
-    anneal: lambda = progress, 0 at the first step and 1 at the last (BAM_SPEC: "recomputed every
-      step, ignoring warmup"). Progress is step / (total_steps - 1) so the last step trains on gold
-      alone.
-    constant: lambda = 1 - weight (``weight`` is the teacher's share; 1.0 is pure distillation).
-    cosine: lambda = (1 - cos(pi * progress)) / 2, slower at both ends.
-    step: teacher only before ``step_at`` of training, gold only after.
-    """
-    progress = step / (total_steps - 1) if total_steps > 1 else 1.0
-    progress = min(max(progress, 0.0), 1.0)
-    if schedule == "anneal":
-        return progress
-    if schedule == "constant":
-        return 1.0 - weight
-    if schedule == "cosine":
-        return (1.0 - math.cos(math.pi * progress)) / 2.0
-    if schedule == "step":
-        return 0.0 if progress < step_at else 1.0
-    raise ValueError(f"unknown distillation schedule {schedule!r}")
 
 
 def teacher_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -40,7 +40,13 @@ from bamkd.config import (
     from_dict,
     load_yaml,
 )
-from bamkd.data import Encoded, ExampleStore, load_encoded, load_training_split
+from bamkd.data import (
+    Encoded,
+    ExampleStore,
+    load_encoded,
+    load_training_split,
+    padding_settings,
+)
 from bamkd.devices import make_accelerator
 from bamkd.errors import BamkdError, ConfigError
 from bamkd.evaluate import evaluate
@@ -430,8 +436,7 @@ def _build_tasks(
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    use_types = "token_type_ids" in tokenizer.model_input_names
+    pad_id, use_types = padding_settings(tokenizer)
     max_out = max(s.num_outputs for s in specs.values())
     store = ExampleStore(parts, list(specs), pad_id, use_types, teacher, max_out)
     plan = BatchPlan(sizes, weighting, t.batch_size, t.seed, store.lengths, cfg.data.length_grouped)
