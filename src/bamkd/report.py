@@ -1,10 +1,11 @@
 """Reports a person reads: the paper-style results table, significance tests and plots.
 
 For an experiment: variant x task table of dev scores (median over seeds, spread), the paper's
-average, Mann-Whitney U tests of BAM against Single and Multi, the task-combination table, a
-per-task comparison plot and training curves (lambda, learning rate, per-task losses). For a
-single run: its training curves and dev metrics. Everything is written atomically as CSV,
-markdown and PNG.
+average, Mann-Whitney U tests of BAM against Single and Multi, the task-combination table, every
+model's size, training time and inference speed beside its quality, a per-task comparison plot
+and training curves (lambda, learning rate, per-task losses). For a single run: its training
+curves and dev metrics. Everything is written atomically as CSV, markdown and PNG. A smaller
+student has one row per size (``BAM small (l3)``): rows are keyed by `bamkd.variants.row_key`.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from typing import Any
 
 from bamkd.metrics import task_score
 from bamkd.runs import DEV_METRICS_NAME, PLAN_NAME, is_finished, training_seconds
+from bamkd.speed import SpeedSettings, measure_missing, read_speed, saved_size
 from bamkd.stats import mann_whitney, summarize
 from bamkd.storage import atomic_path, read_json, write_text
 from bamkd.tracking import read_metrics
-from bamkd.variants import TABLE_ORDER, VARIANTS, is_pairs, variant_label
+from bamkd.variants import TABLE_ORDER, VARIANTS, is_pairs, row_key, row_label, variant_label
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +53,10 @@ def _save_figure(fig, path: Path) -> None:
 
 
 def collect_scores(runs: Sequence[Any]) -> dict[str, dict[str, dict[int, float]]]:
-    """scores[variant][task][seed] = task score (fraction) from each finished run's dev metrics.
+    """scores[row][task][seed] = task score (fraction) from each finished run's dev metrics.
 
-    ``runs`` are planned runs (id, variant, tasks, seed, folder).
+    ``runs`` are planned runs (id, variant, tasks, seed, folder, optionally size); the row is
+    the variant, or ``variant/size`` for a smaller student (`bamkd.variants.row_key`).
     """
     scores: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for run in runs:
@@ -67,10 +70,32 @@ def collect_scores(runs: Sequence[Any]) -> dict[str, dict[str, dict[int, float]]
             if target in metrics:
                 scores[variant][f"{target}+{partner}"][run.seed] = task_score(metrics[target])
             continue
+        row = _row(run)
         for task in run.tasks:
             if task in metrics:
-                scores[variant][task][run.seed] = task_score(metrics[task])
+                scores[row][task][run.seed] = task_score(metrics[task])
     return scores
+
+
+def _row(run: Any) -> str:
+    # plan.json files written before smaller students have no size
+    return row_key(run.variant, getattr(run, "size", None))
+
+
+def table_rows(keys: Sequence[str], sizes: Sequence[str] = ()) -> list[str]:
+    """The results-table rows among ``keys``: registry order, each variant's sizes in the
+    experiment's order (``sizes``), rows of variants outside the table left out."""
+    sizes = list(sizes)
+
+    def rank(key: str) -> tuple[int, int, str]:
+        variant, _, size = key.partition("/")
+        return (
+            TABLE_ORDER.index(variant),
+            sizes.index(size) if size in sizes else len(sizes),
+            size,
+        )
+
+    return sorted((k for k in keys if k.partition("/")[0] in TABLE_ORDER), key=rank)
 
 
 def seed_averages(per_task: dict[str, dict[int, float]], tasks: Sequence[str]) -> dict[int, float]:
@@ -101,7 +126,8 @@ def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
     out = Path(exp.output_dir) / "report"
     scores = collect_scores(runs)
     tasks = list(exp.tasks)
-    variants = [v for v in TABLE_ORDER if v in scores]
+    sizes = list(getattr(exp, "student_sizes", []) or [])
+    variants = table_rows(list(scores), sizes)
     averages = {v: seed_averages(scores[v], tasks) for v in variants}
 
     header = ["Model", "seeds", "Avg", *tasks]
@@ -116,7 +142,7 @@ def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
     ]
     for v in variants:
         seeds = sorted({seed for by_seed in scores[v].values() for seed in by_seed})
-        cells = [variant_label(v), str(len(seeds)), _cell(list(averages[v].values()))]
+        cells = [row_label(v), str(len(seeds)), _cell(list(averages[v].values()))]
         cells += [_cell(list(scores[v].get(t, {}).values())) for t in tasks]
         lines.append("| " + " | ".join(cells) + " |")
         for task, by_seed in [("avg", averages[v]), *[(t, scores[v].get(t, {})) for t in tasks]]:
@@ -138,7 +164,8 @@ def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
     lines.append("")
     lines += _significance(scores, averages, tasks)
     lines += _pairs_table(exp, scores)
-    lines += _exposure_table(runs, tasks)
+    lines += _size_speed_table(runs, averages, sizes)
+    lines += _exposure_table(runs, tasks, sizes)
     lines += _compute_table(runs)
     buf = io.StringIO()
     csv.writer(buf).writerows(rows_csv)
@@ -152,7 +179,16 @@ def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
 
 
 def _significance(scores, averages, tasks) -> list[str]:
-    if "bam" not in scores:
+    # BAM against Single and Multi (the paper), and each smaller BAM student against the Multi
+    # student of its size: does distillation help at that size?
+    pairs = [("bam", other, f"BAM vs {variant_label(other)}") for other in ("single", "multi")]
+    pairs += [
+        (key, f"multi_small/{key.partition('/')[2]}", f"{row_label(key)} vs Multi small")
+        for key in scores
+        if key.startswith("bam_small/")
+    ]
+    pairs = [(a, b, label) for a, b, label in pairs if a in scores and b in scores]
+    if not pairs:
         return []
     lines = [
         "Mann-Whitney U, one-sided (BAM greater), p-values:",
@@ -160,25 +196,23 @@ def _significance(scores, averages, tasks) -> list[str]:
         "| Comparison | Avg | " + " | ".join(tasks) + " |",
         "|" + "---|" * (len(tasks) + 2),
     ]
-    for other in ("single", "multi"):
-        if other not in scores:
-            continue
+    for first, other, label in pairs:
         cells = [
-            f"BAM vs {variant_label(other)}",
-            _p(mann_whitney(list(averages["bam"].values()), list(averages[other].values()))),
+            label,
+            _p(mann_whitney(list(averages[first].values()), list(averages[other].values()))),
         ]
         for t in tasks:
             cells.append(
                 _p(
                     mann_whitney(
-                        list(scores["bam"].get(t, {}).values()),
+                        list(scores[first].get(t, {}).values()),
                         list(scores[other].get(t, {}).values()),
                     )
                 )
             )
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    if "single" in scores:
+    if "bam" in scores and "single" in scores:
         wins = [
             t
             for t in tasks
@@ -221,7 +255,124 @@ def _pairs_table(exp, scores) -> list[str]:
     return lines
 
 
-def _exposure_table(runs: Sequence[Any], tasks: Sequence[str]) -> list[str]:
+def _size_speed_table(
+    runs: Sequence[Any], averages: dict[str, dict[int, float]], sizes: Sequence[str]
+) -> list[str]:
+    """Quality beside cost, per row: what serving every task takes (models, layers, parameters),
+    what training took, and dev examples/s from the runs' stored measurements (bamkd.speed).
+
+    Per seed, a row's runs add up (Single: one model per task); the table shows the median over
+    seeds. A seed with an unmeasured run has no speed, and a row without a measured seed shows a
+    dash; nothing is timed here.
+    """
+    by_row: dict[str, dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        if not is_pairs(run.variant) and is_finished(run.folder):
+            by_row[_row(run)][run.seed].append(run)
+    rows = table_rows(list(by_row), sizes)
+    if not rows:
+        return []
+    speeds: dict[str, float] = {}
+    settings: list[dict] = []
+    table = []
+    for key in rows:
+        seeds = by_row[key]
+        sized = [[saved_size(r.folder) for r in seed_runs] for seed_runs in seeds.values()]
+        layers = sorted({size[1] for sizes_ in sized for size in sizes_ if size and size[1]})
+        params = [sum(size[0] for size in sizes_) for sizes_ in sized if all(sizes_)]
+        minutes = [sum(training_seconds(r.folder) for r in rs) / 60 for rs in seeds.values()]
+        per_seed = []
+        for seed_runs in seeds.values():
+            measured = [read_speed(r.folder) for r in seed_runs]
+            if all(measured):
+                per_seed.append(
+                    sum(m["examples"] for m in measured) / sum(m["seconds"] for m in measured)
+                )
+                settings += [m.get("settings", {}) for m in measured]
+        if per_seed:
+            speeds[key] = statistics.median(per_seed)
+        table.append((key, max(map(len, seeds.values())), layers, params, minutes))
+
+    def avg(key: str) -> float | None:
+        values = list(averages.get(key, {}).values())
+        return statistics.median(values) if values else None
+
+    teachers_avg, teachers_speed = avg("single"), speeds.get("single")
+    lines = [
+        "Size and speed: what serving every task takes (models, encoder layers, parameters), "
+        "training time and dev-set inference speed; per seed the row's runs add up, median over "
+        "seeds. Share and speed-up are against the single-task models (the teachers):",
+        "",
+        "| Model | models | layers | parameters | training min | dev examples/s | Avg | "
+        "share of Single Avg | speed-up over Single |",
+        "|" + "---|" * 9,
+    ]
+    for key, models, layers, params, minutes in table:
+        speed, quality = speeds.get(key), avg(key)
+        share = (
+            f"{100 * quality / teachers_avg:.1f}%"
+            if quality is not None and teachers_avg and key != "single"
+            else "-"
+        )
+        faster = (
+            f"{speed / teachers_speed:.2f}x"
+            if speed is not None and teachers_speed and key != "single"
+            else "-"
+        )
+        cells = [
+            row_label(key),
+            str(models),
+            "/".join(map(str, layers)) or "-",
+            _count(statistics.median(params)) if params else "-",
+            f"{statistics.median(minutes):.1f}",
+            f"{speed:.1f}" if speed is not None else "-",
+            f"{100 * quality:.1f}" if quality is not None else "-",
+            share,
+            faster,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(_speed_settings_note(settings, unmeasured=len(speeds) < len(rows)))
+    lines.append("")
+    return lines
+
+
+def _count(n: float) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
+
+
+def _speed_settings_note(settings: list[dict], unmeasured: bool) -> str:
+    """How the speeds were measured, in one line (said once when every run used the same)."""
+    distinct = {tuple(sorted(s.items())) for s in settings}
+    parts = []
+    if len(distinct) == 1:
+        s = settings[0]
+        precision = {"no": "fp32"}.get(s.get("precision"), s.get("precision"))
+        rows = f"the first {s['limit']} rows of " if s.get("limit") else ""
+        parts.append(
+            f"Inference speed: {rows}the first dev split of each task, batch size "
+            f"{s.get('batch_size')} (length-sorted, padded per batch), {precision}, "
+            f"{s.get('threads')} thread(s) on {s.get('device')}, median of {s.get('repeats')} "
+            "timed passes after a warm-up, tokenization excluded."
+        )
+    elif distinct:
+        parts.append(
+            f"Inference speed was measured with {len(distinct)} different settings (see each "
+            "run's speed.json); the speeds do not compare."
+        )
+    if unmeasured:
+        parts.append(
+            "-: not measured (runs finished before bamkd measured speed; `bamkd report "
+            "--measure-speed` measures them)."
+        )
+    parts.append(
+        "Training time is the run's own loop: a BAM student's excludes its teachers' training "
+        "(the Single row) and their predictions (the compute table)."
+    )
+    return " ".join(parts)
+
+
+def _exposure_table(runs: Sequence[Any], tasks: Sequence[str], sizes: Sequence[str]) -> list[str]:
     """Passes over each task's data and steps that see it, per variant (its first seed's runs).
 
     Computed from each run's saved config and batch plan (bamkd.exposure); a run whose data
@@ -237,7 +388,8 @@ def _exposure_table(runs: Sequence[Any], tasks: Sequence[str]) -> list[str]:
     for run in sorted(runs, key=lambda r: r.seed):
         if is_pairs(run.variant) or not is_finished(run.folder):
             continue
-        if first_seed.setdefault(run.variant, run.seed) != run.seed:
+        row = _row(run)
+        if first_seed.setdefault(row, run.seed) != run.seed:
             continue
         try:
             cfg = from_dict(RunConfig, load_yaml(Path(run.folder) / CONFIG_NAME))
@@ -247,7 +399,7 @@ def _exposure_table(runs: Sequence[Any], tasks: Sequence[str]) -> list[str]:
             skipped += 1
             continue
         for task, e in exposure.items():
-            cells[run.variant][task] = (
+            cells[row][task] = (
                 f"{e.passes:.0f} ({e.copies_per_epoch}x) / {e.steps_with_task} of {e.steps}"
             )
     if not cells:
@@ -259,11 +411,8 @@ def _exposure_table(runs: Sequence[Any], tasks: Sequence[str]) -> list[str]:
         "| Model | " + " | ".join(tasks) + " |",
         "|" + "---|" * (len(tasks) + 1),
     ]
-    order = [v for v in TABLE_ORDER if v in cells]
-    for v in order:
-        lines.append(
-            f"| {variant_label(v)} | " + " | ".join(cells[v].get(t, "") for t in tasks) + " |"
-        )
+    for v in table_rows(list(cells), sizes):
+        lines.append(f"| {row_label(v)} | " + " | ".join(cells[v].get(t, "") for t in tasks) + " |")
     if skipped:
         lines.append(f"({skipped} runs left out: their data or tokenizer could not be read)")
     lines.append("")
@@ -327,7 +476,7 @@ def _plot_scores(scores, averages, tasks, variants, path: Path) -> None:
             width,
             yerr=[lo, hi],
             capsize=2,
-            label=variant_label(v),
+            label=row_label(v),
         )
     ax.set_xticks(x, groups)
     ax.set_ylabel("dev score (median, bars: min-max over seeds)")
@@ -395,8 +544,12 @@ def plot_training(runs: Sequence[tuple[str, Path]], path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def report_path(path: Path) -> list[str]:
-    """Report on an experiment folder (has plan.json, written by ``bamkd run``) or a run folder."""
+def report_path(path: Path, *, measure_speed: bool = False) -> list[str]:
+    """Report on an experiment folder (has plan.json, written by ``bamkd run``) or a run folder.
+
+    ``measure_speed`` first measures the inference speed of every finished run without a stored
+    measurement (runs from before bamkd measured it), with the experiment's speed settings.
+    """
     plan_file = path / PLAN_NAME
     if plan_file.is_file():
         from types import SimpleNamespace
@@ -404,8 +557,13 @@ def report_path(path: Path) -> list[str]:
         plan = read_json(plan_file)
         exp = SimpleNamespace(**plan["experiment"])
         runs = [SimpleNamespace(**r) for r in plan["runs"]]
+        if measure_speed:
+            settings = getattr(exp, "speed", None) or {}
+            measure_missing([Path(r.folder) for r in runs], SpeedSettings(**settings))
         return write_experiment_report(exp, runs)
     if (path / DEV_METRICS_NAME).is_file() or (path / "metrics.jsonl").is_file():
+        if measure_speed:
+            measure_missing([path], SpeedSettings())
         return write_run_report(path)
     from bamkd.errors import BamkdError
 
