@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from bamkd.errors import ConfigError
-from bamkd.pipeline import STUDENT_SEED_OFFSET, Experiment, Planner, plan_experiment
+from bamkd.pipeline import (
+    STUDENT_SEED_OFFSET,
+    Experiment,
+    Planner,
+    load_experiment,
+    plan_experiment,
+)
 from bamkd.variants import VARIANTS
 
 
@@ -318,3 +324,33 @@ def test_reused_runs_are_planned_in_the_other_experiment_and_students_point_ther
     # Without reuse_from nothing is reused, whatever `reuse` says.
     runs = _plan(["bam"], reuse=["single"])
     assert runs["single/rte/seed3"].reused_from is None
+
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_every_shipped_experiment_plans(name):
+    assert plan_experiment(load_experiment(CONFIGS / name))
+
+
+def test_the_small_student_study_reuses_paper_faithful_runs_with_their_own_settings():
+    """What small_student.yaml takes from paper_faithful is planned there exactly as here, so
+    `bamkd run` finds the settings it checks equal (paths, seeds and teachers included)."""
+    small = {r.id: r for r in plan_experiment(load_experiment(CONFIGS / "small_student.yaml"))}
+    faithful = load_experiment(CONFIGS / "paper_faithful.yaml")
+    there = {r.id: r for r in plan_experiment(faithful)}
+    reused = [r for r in small.values() if r.reused_from is not None]
+    assert {r.variant for r in reused} == {"single", "multi", "bam"} and len(reused) == 21
+    for run in reused:
+        assert run.reused_from == faithful.output_dir
+        assert run.config == there[run.id].config, run.id
+    # The students: paper_faithful's multi-task settings, a cut encoder, 3 and 2 layers.
+    student = small["bam_small/l2/seed1"].config
+    assert student["model"] == {
+        "name_or_path": "minilm",
+        "regression_head": "linear",
+        "keep_every": 3,
+    }
+    assert student["train"] == {**there["bam/seed1"].config["train"]}
+    assert student["distill"] == there["bam/seed1"].config["distill"]
