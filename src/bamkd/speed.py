@@ -154,8 +154,23 @@ def measure_run(run_dir: str | Path, settings: SpeedSettings) -> dict[str, Any]:
     return record
 
 
+def _measured_with(record: dict[str, Any] | None, settings: SpeedSettings) -> bool:
+    """Whether a stored measurement used ``settings`` (threads: the count they resolve to)."""
+    if record is None:
+        return False
+    import torch
+
+    wanted = {k: v for k, v in asdict(settings).items() if k != "measure"}
+    if wanted["threads"] is None:
+        wanted["threads"] = torch.get_num_threads()
+    stored = record.get("settings", {})
+    return all(stored.get(k) == v for k, v in wanted.items())
+
+
 def measure_missing(folders: list[Path], settings: SpeedSettings) -> list[Path]:
-    """Measure each finished run folder without a speed.json; return those measured.
+    """Measure each finished run folder without a speed.json measured with ``settings``
+    (runs from before bamkd measured speed, or measured by an experiment with other settings,
+    e.g. reused runs); return those measured.
 
     A run that cannot be measured (its data moved, say) is logged and skipped: the report shows
     a dash for it, and the training that succeeded is not failed for it.
@@ -163,7 +178,7 @@ def measure_missing(folders: list[Path], settings: SpeedSettings) -> list[Path]:
     from bamkd.runs import is_finished
 
     measured = []
-    todo = [f for f in folders if is_finished(f) and read_speed(f) is None]
+    todo = [f for f in folders if is_finished(f) and not _measured_with(read_speed(f), settings)]
     for i, folder in enumerate(todo, 1):
         log.info("[%d/%d] measuring inference speed of %s", i, len(todo), folder)
         try:

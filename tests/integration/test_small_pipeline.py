@@ -50,10 +50,15 @@ def folders(glue_fixture_dir, tmp_path_factory) -> dict:
     encoder = build_tiny_encoder(tmp / "four", layers=4, seed=1)
     teachers = run_experiment(
         load_experiment(
-            _write(tmp, "teachers", glue_fixture_dir, encoder, speed={"measure": False})
+            _write(
+                tmp, "teachers", glue_fixture_dir, encoder, speed={"batch_size": 2, "repeats": 1}
+            )
         )
     )
     assert sorted(teachers.trained) == TEACHERS
+    for run in TEACHERS:  # measured by their own experiment, with its settings
+        speed = json.loads((tmp / "teachers" / "runs" / run / SPEED_NAME).read_text())
+        assert speed["settings"]["batch_size"] == 2
     small_file = _write(
         tmp,
         "small",
@@ -101,7 +106,9 @@ def test_teachers_are_reused_and_only_the_small_students_train(folders):
     assert {r["id"]: r["size"] for r in plan["runs"]}["bam_small/l1/seed0"] == "l1"
 
 
-def test_every_run_is_measured_once_on_the_same_dev_examples(folders):
+def test_every_run_is_measured_on_the_same_dev_examples_with_the_same_settings(folders):
+    """The reused teachers, measured by their experiment with other settings, are measured
+    again with this experiment's, so every speed in its report compares."""
     runs = {r: folders["small"] / "runs" / r for r in STUDENTS}
     runs.update({r: folders["teachers"] / "runs" / r for r in TEACHERS})
     speed = {r: json.loads((folder / SPEED_NAME).read_text()) for r, folder in runs.items()}
