@@ -564,7 +564,7 @@ def _write_plan(root: Path, exp: Experiment, runs: list[PlannedRun]) -> None:
         }
         for r in runs
     ]
-    summary = {
+    summary: dict[str, Any] = {
         "name": exp.name,
         "output_dir": exp.output_dir,
         "tasks": list(exp.tasks),

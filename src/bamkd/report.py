@@ -16,6 +16,7 @@ import logging
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +256,19 @@ def _pairs_table(exp, scores) -> list[str]:
     return lines
 
 
+@dataclass
+class _Cost:
+    """One report row's size, training time and speed (one seed's runs added up, median over
+    seeds), beside its average score."""
+
+    models: int
+    layers: list[int]
+    parameters: float | None
+    minutes: float
+    speed: float | None
+    quality: float | None
+
+
 def _size_speed_table(
     runs: Sequence[Any], averages: dict[str, dict[int, float]], sizes: Sequence[str]
 ) -> list[str]:
@@ -263,7 +277,8 @@ def _size_speed_table(
 
     Per seed, a row's runs add up (Single: one model per task); the table shows the median over
     seeds. A seed with an unmeasured run has no speed, and a row without a measured seed shows a
-    dash; nothing is timed here.
+    dash; nothing is timed here. Each smaller BAM student gets one plain sentence: the share of
+    its teachers' score it keeps and how much faster it is.
     """
     by_row: dict[str, dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
@@ -272,32 +287,42 @@ def _size_speed_table(
     rows = table_rows(list(by_row), sizes)
     if not rows:
         return []
-    speeds: dict[str, float] = {}
+    costs: dict[str, _Cost] = {}
     settings: list[dict] = []
-    table = []
     for key in rows:
-        seeds = by_row[key]
-        sized = [[saved_size(r.folder) for r in seed_runs] for seed_runs in seeds.values()]
-        layers = sorted({size[1] for sizes_ in sized for size in sizes_ if size and size[1]})
-        params = [sum(size[0] for size in sizes_) for sizes_ in sized if all(sizes_)]
-        minutes = [sum(training_seconds(r.folder) for r in rs) / 60 for rs in seeds.values()]
+        seeds = list(by_row[key].values())
+        saved = [[saved_size(r.folder) for r in seed_runs] for seed_runs in seeds]
+        params = [sum(s[0] for s in seed if s) for seed in saved if all(seed)]
         per_seed = []
-        for seed_runs in seeds.values():
-            measured = [read_speed(r.folder) for r in seed_runs]
-            if all(measured):
-                per_seed.append(
-                    sum(m["examples"] for m in measured) / sum(m["seconds"] for m in measured)
-                )
+        for seed_runs in seeds:
+            measured = [m for m in (read_speed(r.folder) for r in seed_runs) if m is not None]
+            if len(measured) == len(seed_runs):  # a seed's speed needs all its runs
+                examples = sum(m["examples"] for m in measured)
+                per_seed.append(examples / sum(m["seconds"] for m in measured))
                 settings += [m.get("settings", {}) for m in measured]
-        if per_seed:
-            speeds[key] = statistics.median(per_seed)
-        table.append((key, max(map(len, seeds.values())), layers, params, minutes))
+        quality = list(averages.get(key, {}).values())
+        costs[key] = _Cost(
+            models=max(map(len, seeds)),
+            layers=sorted({s[1] for seed in saved for s in seed if s and s[1]}),
+            parameters=statistics.median(params) if params else None,
+            minutes=statistics.median(
+                sum(training_seconds(r.folder) for r in seed_runs) / 60 for seed_runs in seeds
+            ),
+            speed=statistics.median(per_seed) if per_seed else None,
+            quality=statistics.median(quality) if quality else None,
+        )
+    teachers = costs.get("single")
 
-    def avg(key: str) -> float | None:
-        values = list(averages.get(key, {}).values())
-        return statistics.median(values) if values else None
+    def share(cost: _Cost) -> str | None:
+        if teachers and teachers.quality and cost.quality is not None:
+            return f"{100 * cost.quality / teachers.quality:.1f}%"
+        return None
 
-    teachers_avg, teachers_speed = avg("single"), speeds.get("single")
+    def faster(cost: _Cost) -> str | None:
+        if teachers and teachers.speed and cost.speed is not None:
+            return f"{cost.speed / teachers.speed:.2f}x"
+        return None
+
     lines = [
         "Size and speed: what serving every task takes (models, encoder layers, parameters), "
         "training time and dev-set inference speed; per seed the row's runs add up, median over "
@@ -307,37 +332,45 @@ def _size_speed_table(
         "share of Single Avg | speed-up over Single |",
         "|" + "---|" * 9,
     ]
-    for key, models, layers, params, minutes in table:
-        speed, quality = speeds.get(key), avg(key)
-        share = (
-            f"{100 * quality / teachers_avg:.1f}%"
-            if quality is not None and teachers_avg and key != "single"
-            else "-"
-        )
-        faster = (
-            f"{speed / teachers_speed:.2f}x"
-            if speed is not None and teachers_speed and key != "single"
-            else "-"
-        )
+    for key, cost in costs.items():
         cells = [
             row_label(key),
-            str(models),
-            "/".join(map(str, layers)) or "-",
-            _count(statistics.median(params)) if params else "-",
-            f"{statistics.median(minutes):.1f}",
-            f"{speed:.1f}" if speed is not None else "-",
-            f"{100 * quality:.1f}" if quality is not None else "-",
-            share,
-            faster,
+            str(cost.models),
+            "/".join(map(str, cost.layers)) or "-",
+            _count(cost.parameters),
+            f"{cost.minutes:.1f}",
+            f"{cost.speed:.1f}" if cost.speed is not None else "-",
+            f"{100 * cost.quality:.1f}" if cost.quality is not None else "-",
+            (share(cost) if key != "single" else None) or "-",
+            (faster(cost) if key != "single" else None) or "-",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(_speed_settings_note(settings, unmeasured=len(speeds) < len(rows)))
+    lines.append(
+        _speed_settings_note(settings, unmeasured=any(c.speed is None for c in costs.values()))
+    )
     lines.append("")
+    for key, cost in costs.items():
+        if teachers is None or not key.startswith("bam_small/") or share(cost) is None:
+            continue
+        speed = (
+            f" and predicts {faster(cost)} as many dev examples per second"
+            if faster(cost)
+            else " (speed not measured)"
+        )
+        lines.append(
+            f"{row_label(key)} keeps {share(cost)} of its single-task teachers' average dev score"
+            f"{speed}, with {_count(cost.parameters)} parameters in one "
+            f"{'/'.join(map(str, cost.layers))}-layer model against {_count(teachers.parameters)} "
+            f"in {teachers.models} models of {'/'.join(map(str, teachers.layers))} layers."
+        )
+        lines.append("")
     return lines
 
 
-def _count(n: float) -> str:
+def _count(n: float | None) -> str:
+    if n is None:
+        return "-"
     return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
 
 
@@ -347,7 +380,7 @@ def _speed_settings_note(settings: list[dict], unmeasured: bool) -> str:
     parts = []
     if len(distinct) == 1:
         s = settings[0]
-        precision = {"no": "fp32"}.get(s.get("precision"), s.get("precision"))
+        precision = "fp32" if s.get("precision") == "no" else s.get("precision")
         rows = f"the first {s['limit']} rows of " if s.get("limit") else ""
         parts.append(
             f"Inference speed: {rows}the first dev split of each task, batch size "

@@ -118,7 +118,7 @@ def measure_run(run_dir: str | Path, settings: SpeedSettings) -> dict[str, Any]:
     run_dir = Path(run_dir)
     with _threads(settings.threads) as threads:
         run = LoadedRun(run_dir, mixed_precision=settings.precision)
-        tasks = {}
+        tasks: dict[str, dict[str, Any]] = {}
         for task in run.specs:
             speed = inference_speed(
                 run,
@@ -134,7 +134,8 @@ def measure_run(run_dir: str | Path, settings: SpeedSettings) -> dict[str, Any]:
             }
     examples = sum(t["examples"] for t in tasks.values())
     seconds = sum(t["seconds"] for t in tasks.values())
-    record = {
+    used = {k: v for k, v in asdict(settings).items() if k != "measure"}
+    record: dict[str, Any] = {
         "examples": examples,
         "seconds": seconds,
         "examples_per_second": examples / seconds if seconds > 0 else None,
@@ -142,14 +143,13 @@ def measure_run(run_dir: str | Path, settings: SpeedSettings) -> dict[str, Any]:
         "layers": run.model.num_layers,
         "tasks": tasks,
         "settings": {
-            **asdict(settings),
+            **used,
             "threads": threads,
             "device": str(run.accelerator.device),
         },
         "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "bamkd_version": __version__,
     }
-    del record["settings"]["measure"]
     write_json(run_dir / SPEED_NAME, record)
     return record
 

@@ -155,6 +155,13 @@ def test_the_report_sets_every_models_size_and_speed_beside_its_quality(folders)
         if label != "Single":
             assert re.fullmatch(r"\d+\.\d%", share) and re.fullmatch(r"\d+\.\d\dx", faster)
     assert "batch size 4" in report and "not measured" not in report
+    for size in ("l2", "l1"):
+        assert re.search(
+            rf"BAM small \({size}\) keeps \d+\.\d% of its single-task teachers' average dev score "
+            rf"and predicts \d+\.\d\dx as many dev examples per second, with [\d.]+[kM] parameters "
+            rf"in one {size[1]}-layer model against [\d.]+[kM] in 2 models of 4 layers\.",
+            report,
+        )
     # Each smaller BAM student is tested against the Multi student of its size.
     assert "| BAM small (l1) vs Multi small |" in report
     assert "| BAM small (l2) | 1 |" in report.split("Size and speed")[0]

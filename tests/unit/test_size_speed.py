@@ -112,6 +112,12 @@ def test_the_table_sets_quality_beside_size_training_time_and_stored_speed(tmp_p
     assert "batch size 64" in note and "fp32" in note and "1 thread(s) on cpu" in note
     assert "median of 3 timed passes" in note
     assert "-: not measured" in note and "--measure-speed" in note
+    # The plain statement for each smaller BAM student.
+    assert (
+        "BAM small (l3) keeps 85.7% of its single-task teachers' average dev score and predicts "
+        "4.50x as many dev examples per second, with 0.3k parameters in one 3-layer model "
+        "against 1.2k in 2 models of 6 layers."
+    ) in lines
 
 
 def test_saved_size_reads_the_header_and_speed_reads_only_usable_files(tmp_path):
