@@ -11,7 +11,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from bamkd.report import report_path, write_experiment_report
-from bamkd.speed import SPEED_NAME, read_speed, saved_size
+from bamkd.speed import SPEED_NAME, SpeedSettings, measure_missing, read_speed, saved_size
 
 SETTINGS = {"batch_size": 64, "repeats": 3, "precision": "no", "threads": 1, "limit": None}
 
@@ -152,3 +152,10 @@ def test_bamkd_report_reads_an_older_plan_without_sizes_or_speeds(tmp_path):
     # One teacher's speed is unreadable, so the teachers' row has none, and no speed-up shows.
     assert rows["Single"][4] == "-" and rows["Multi"][4] == "-"
     assert (out / "report" / "results.md").is_file()
+
+
+def test_a_run_that_cannot_be_measured_is_skipped_with_a_warning(tmp_path, caplog):
+    _, runs = _experiment(tmp_path)
+    assert measure_missing([runs[2].folder], SpeedSettings(repeats=1)) == []
+    assert "no inference speed for" in caplog.text
+    assert not (runs[2].folder / SPEED_NAME).exists()
