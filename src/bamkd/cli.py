@@ -125,7 +125,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from bamkd.report import report_path
 
-    for line in report_path(Path(args.path)):
+    for line in report_path(Path(args.path), measure_speed=args.measure_speed):
         print(line)
     return 0
 
@@ -269,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="plots and a markdown summary of a run or an experiment")
     p.add_argument("path")
+    p.add_argument(
+        "--measure-speed",
+        action="store_true",
+        help="first measure the inference speed of finished runs that have none stored "
+        "(runs from before bamkd measured it; writes speed.json into each)",
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(

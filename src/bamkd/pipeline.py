@@ -4,25 +4,37 @@ An experiment YAML names tasks, seeds, variants and the settings of single-task 
 runs. The plan is a list of runs with their dependencies (teachers before students); finished
 runs are skipped and unfinished ones resume from their last checkpoint, so a stopped experiment
 continues where it stopped. Teacher predictions are written on demand by the students' setup.
+Runs of chosen variants can be reused from another experiment folder (``reuse_from``: hours of
+teachers trained once), when they were trained with the settings this experiment would use.
+After training, each finished run's inference speed is measured once (bamkd.speed).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bamkd.config import RunConfig, from_dict, load_yaml, merge_sections, resolve_paths
+from bamkd.config import (
+    ModelConfig,
+    RunConfig,
+    from_dict,
+    load_yaml,
+    merge_sections,
+    resolve_paths,
+)
 from bamkd.errors import BamkdError, ConfigError, excerpt
-from bamkd.runs import PLAN_NAME, is_finished
+from bamkd.runs import CONFIG_NAME, PLAN_NAME, is_finished
+from bamkd.speed import SpeedSettings, measure_missing
 from bamkd.stop import TrainingStopped
 from bamkd.storage import write_text
-from bamkd.variants import VARIANTS, is_pairs
+from bamkd.variants import VARIANTS, is_pairs, is_sized
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +69,17 @@ class Experiment:
     wnli_policy: str = "majority"
     student_seed_offset: int = STUDENT_SEED_OFFSET
     """A distilled student trains with its teachers' seed plus this (0: the same seed)."""
+    student_sizes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Smaller students (multi_small, bam_small): size name -> model settings, e.g.
+    ``{l3: {keep_every: 2}, l2: {keep_layers: [2, 5]}}`` (bamkd.student) or another encoder
+    (``{name_or_path: ...}``). Run ids are ``bam_small/<size>/seed<n>``."""
+    reuse_from: str | None = None
+    """Another experiment folder whose finished runs of the ``reuse`` variants this experiment
+    takes instead of training them (same run id, same settings, else an error)."""
+    reuse: list[str] = field(default_factory=lambda: ["single"])
+    """Variants whose runs come from ``reuse_from`` (default: the Single runs, the teachers)."""
+    speed: SpeedSettings = field(default_factory=SpeedSettings)
+    """How each finished run's inference speed is measured after training (bamkd.speed)."""
     source: str | None = None
 
     def __post_init__(self) -> None:
@@ -77,6 +100,41 @@ class Experiment:
         bad = [v for v in self.submit if v not in self.variants]
         if bad:
             raise ConfigError(f"submit names variant '{bad[0]}', which is not in variants")
+        self._check_sizes()
+        unknown = [v for v in self.reuse if v not in VARIANTS]
+        if unknown:
+            raise ConfigError(
+                f"reuse names '{unknown[0]}', which is not a variant; known: {', '.join(VARIANTS)}"
+            )
+
+    def _check_sizes(self) -> None:
+        sized = [v for v in self.variants if is_sized(v)]
+        if sized and not self.student_sizes:
+            raise ConfigError(
+                f"variant {sized[0]} needs 'student_sizes', a size name for each smaller "
+                "student and its model settings, e.g. student_sizes: {l3: {keep_every: 2}}"
+            )
+        known = {f.name for f in fields(ModelConfig)}
+        for size, model in self.student_sizes.items():
+            if not _SIZE_NAME.fullmatch(size):
+                raise ConfigError(
+                    f"student_sizes: {excerpt(size)} is not a usable size name (it becomes part "
+                    "of run ids and folders): letters, digits, '_', '-' and '.', e.g. l3"
+                )
+            if not model:
+                raise ConfigError(
+                    f"student_sizes.{size} is empty; give its model settings, e.g. "
+                    "{keep_every: 2} or {keep_layers: [2, 5]}"
+                )
+            bad = sorted(set(model) - known)
+            if bad:
+                raise ConfigError(
+                    f"student_sizes.{size}.{bad[0]} is not a model setting; known: "
+                    f"{', '.join(sorted(known))}"
+                )
+
+
+_SIZE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 RUN_SECTIONS = ("model", "data", "train", "distill")
@@ -103,8 +161,16 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     for key in ("base", "single", "multi", "finetune"):
         if isinstance(data.get(key), dict):
             resolve_paths(data[key], base_dir)
+    sizes = data.get("student_sizes")
+    if isinstance(sizes, dict):  # another encoder's folder, relative to this file
+        for model in sizes.values():
+            if isinstance(model, dict):
+                resolve_paths({"model": model}, base_dir)
     out = Path(str(data.get("output_dir", f"experiments/{data.get('name', path.stem)}")))
     data["output_dir"] = str(out if out.is_absolute() else (base_dir / out).resolve())
+    if isinstance(data.get("reuse_from"), str):
+        reused = Path(data["reuse_from"]).expanduser()
+        data["reuse_from"] = str(reused if reused.is_absolute() else (base_dir / reused).resolve())
     data.setdefault("name", path.stem)
     data["source"] = str(path.resolve())
     return from_dict(Experiment, data, "experiment")
@@ -125,6 +191,10 @@ class PlannedRun:
     seed: int
     config: dict[str, Any]
     deps: list[str] = field(default_factory=list)
+    size: str | None = None
+    """The ``student_sizes`` entry of a smaller student (its report row); None otherwise."""
+    reused_from: str | None = None
+    """The experiment folder this run is taken from (``reuse_from``); None: trained here."""
 
     @property
     def folder(self) -> Path:
@@ -148,6 +218,7 @@ class Planner:
         role: dict,
         extra: dict | None = None,
         deps: list[str] | None = None,
+        size: str | None = None,
     ) -> str:
         if run_id not in self.runs:
             config = merge_sections(self.exp.base, role, extra or {})
@@ -155,8 +226,12 @@ class Planner:
             # A student's own seed (Planner.student) wins over the experiment seed.
             own_seed = (extra or {}).get("train", {}).get("seed", seed)
             config.setdefault("train", {})["seed"] = own_seed
-            config["output_dir"] = str(self.root / run_id)
-            self.runs[run_id] = PlannedRun(run_id, variant, list(tasks), seed, config, deps or [])
+            reused_from = self.exp.reuse_from if variant in self.exp.reuse else None
+            root = Path(reused_from) / "runs" if reused_from else self.root
+            config["output_dir"] = str(root / run_id)
+            self.runs[run_id] = PlannedRun(
+                run_id, variant, list(tasks), seed, config, deps or [], size, reused_from
+            )
         return run_id
 
     # Building blocks ---------------------------------------------------------------------
@@ -185,10 +260,11 @@ class Planner:
         role: dict,
         extra: dict | None = None,
         seed_offset: int | None = None,
+        size: str | None = None,
     ) -> str:
         """A distilled run; it trains on its teachers' largest seed plus ``seed_offset``
         (default: the experiment's ``student_seed_offset``)."""
-        distill = {"teachers": {t: [str(self.root / teachers[t])] for t in tasks}}
+        distill = {"teachers": {t: [str(self.runs[teachers[t]].folder)] for t in tasks}}
         teacher_seed = max(self.runs[r].config["train"]["seed"] for r in teachers.values())
         offset = self.exp.student_seed_offset if seed_offset is None else seed_offset
         fresh = {"train": {"seed": teacher_seed + offset}}
@@ -200,6 +276,7 @@ class Planner:
             role,
             merge_sections({"distill": distill}, extra or {}, fresh),
             sorted(set(teachers.values())),
+            size,
         )
 
     def bam(
@@ -210,6 +287,7 @@ class Planner:
         variant: str = "bam",
         extra: dict | None = None,
         seed_offset: int | None = None,
+        size: str | None = None,
     ) -> str:
         tasks = tasks or self.exp.tasks
         teachers = {t: self.single(t, seed) for t in tasks}
@@ -222,11 +300,12 @@ class Planner:
             self.exp.multi,
             extra,
             seed_offset,
+            size,
         )
 
     def finetune(self, source: str, variant: str, task: str, seed: int) -> str:
         role = merge_sections(self.exp.single, self.exp.finetune)
-        extra = {"model": {"init_from": str(self.root / source)}}
+        extra = {"model": {"init_from": str(self.runs[source].folder)}}
         return self.add(
             f"{variant}/{task}/seed{seed}", variant, [task], seed, role, extra, [source]
         )
@@ -305,13 +384,13 @@ def run_experiment(
     root = Path(exp.output_dir)
     trained, skipped = [], []
     if dry_run:
-        lines = [f"{'done' if is_finished(r.folder) else 'todo'}  {r.id}" for r in runs]
-        return ExperimentResult(exp, runs, [], [], 0.0, ["plan:", *lines])
+        return ExperimentResult(exp, runs, [], [], 0.0, ["plan:", *map(_plan_line, runs)])
+    _check_reused(exp, runs)
     _check_inputs(exp, runs)  # nothing is created before every run's inputs are known to be usable
     root.mkdir(parents=True, exist_ok=True)
     _write_plan(root, exp, runs)  # before training: a stopped sitting still leaves its plan
     for i, run in enumerate(runs, 1):
-        if is_finished(run.folder):
+        if is_finished(run.folder):  # reused runs are all finished (_check_reused)
             skipped.append(run.id)
             continue
         log.info("[%d/%d] training %s", i, len(runs), run.id)
@@ -326,6 +405,10 @@ def run_experiment(
                 "finished runs are kept and this one resumes from its last checkpoint)"
             ) from None
         trained.append(run.id)
+    if exp.speed.measure:
+        # After all training, so no run waits for it; every run of this sitting without a
+        # measurement, older and reused runs included (their folders get a speed.json).
+        measure_missing([r.folder for r in runs], exp.speed)
     from bamkd.report import report_path
 
     report_lines = report_path(root)
@@ -365,6 +448,81 @@ def _only(runs: list[PlannedRun], only: list[str], exp: Experiment) -> list[Plan
     return [r for r in runs if r.id in needed]
 
 
+def _plan_line(run: PlannedRun) -> str:
+    """One dry-run line: done, todo or (for a reused run that is not there) missing."""
+    finished = is_finished(run.folder)
+    if run.reused_from is None:
+        return f"{'done' if finished else 'todo'}  {run.id}"
+    return f"{'done' if finished else 'missing'}  {run.id}  (reused from {run.reused_from})"
+
+
+REUSE_IGNORED = (
+    "output_dir",
+    "data.cache_dir",
+    "train.log_every",
+    "train.progress",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.eval_every_epoch",
+    "train.malloc_mmap_threshold_mib",
+)
+"""Settings a reused run may differ in: where it is written, how often it logs, saves and
+evaluates on the way, how memory is mapped. None of them changes the trained model."""
+
+
+def _check_reused(exp: Experiment, runs: list[PlannedRun]) -> None:
+    """Every reused run is finished in ``reuse_from`` and was trained with this experiment's
+    settings for it (REUSE_IGNORED aside), else a ConfigError saying which and how to fix it."""
+    reused = [r for r in runs if r.reused_from is not None]
+    if not reused:
+        return
+    source = Path(reused[0].reused_from or "")
+    if not source.is_dir():
+        raise ConfigError(
+            f"reuse_from: {source} does not exist; name the folder of the experiment whose "
+            f"{', '.join(exp.reuse)} runs this one reuses (its output_dir), or leave reuse_from "
+            "out to train them here"
+        )
+    missing = [r.id for r in reused if not is_finished(r.folder)]
+    if missing:
+        shown = ", ".join(missing[:4]) + (
+            f" and {len(missing) - 4} more" if len(missing) > 4 else ""
+        )
+        raise ConfigError(
+            f"reuse_from: {len(missing)} runs to reuse are not finished in {source}: {shown}; "
+            f"train them in that experiment first (bamkd run <its YAML> --only "
+            f"{' '.join(exp.reuse)}), or leave reuse_from out to train them here"
+        )
+    for run in reused:
+        try:
+            saved = from_dict(RunConfig, load_yaml(run.folder / CONFIG_NAME)).to_dict()
+        except BamkdError as exc:
+            raise ConfigError(f"reuse_from: cannot read run {run.id}'s config: {exc}") from None
+        wanted = from_dict(RunConfig, copy.deepcopy(run.config)).to_dict()
+        diff = {k: v for k, v in _settings_diff(saved, wanted).items() if k not in REUSE_IGNORED}
+        if diff:
+            shown = "; ".join(
+                f"{k}={there!r} there, {here!r} here" for k, (there, here) in diff.items()
+            )
+            raise ConfigError(
+                f"reuse_from: run {run.id} in {source} was trained with other settings than "
+                f"this experiment gives it ({shown}); make the settings match, or leave "
+                "reuse_from out to train it here"
+            )
+
+
+def _settings_diff(there: dict, here: dict, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Dotted key -> (value there, value here) for every setting two config dicts disagree on."""
+    diff: dict[str, tuple[Any, Any]] = {}
+    for key in sorted(set(there) | set(here)):
+        a, b = there.get(key), here.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diff.update(_settings_diff(a, b, f"{prefix}{key}."))
+        elif a != b:
+            diff[f"{prefix}{key}"] = (a, b)
+    return diff
+
+
 def _check_inputs(exp: Experiment, runs: list[PlannedRun]) -> None:
     """Check the experiment folder and every unfinished run's inputs (tasks, data files, model
     folder, max_seq_length for the tokenizer) before the experiment folder is created."""
@@ -401,16 +559,20 @@ def _write_plan(root: Path, exp: Experiment, runs: list[PlannedRun]) -> None:
             "seed": r.seed,
             "deps": r.deps,
             "folder": str(r.folder),
+            "size": r.size,
+            "reused_from": r.reused_from,
         }
         for r in runs
     ]
-    summary = {
+    summary: dict[str, Any] = {
         "name": exp.name,
         "output_dir": exp.output_dir,
         "tasks": list(exp.tasks),
         "seeds": list(exp.seeds),
         "variants": list(exp.variants),
         "pairs_target": exp.pairs_target,
+        "student_sizes": list(exp.student_sizes),
+        "speed": asdict(exp.speed),
     }
     path = root / PLAN_NAME
     if path.is_file():
@@ -427,6 +589,9 @@ def _write_plan(root: Path, exp: Experiment, runs: list[PlannedRun]) -> None:
             v for v in before.get("variants", []) if v not in summary["variants"]
         ]
         summary["pairs_target"] = summary["pairs_target"] or before.get("pairs_target")
+        summary["student_sizes"] += [
+            s for s in before.get("student_sizes", []) if s not in summary["student_sizes"]
+        ]
     write_json(path, {"experiment": summary, "source": exp.source, "runs": entries})
 
 
@@ -502,6 +667,6 @@ def demo_experiment(out: Path, quick: bool = False) -> Experiment:
         multi=multi,
     )
     # The same experiment as a file, so it can be rerun or edited: bamkd run <out>/experiment.yaml
-    fields = {k: v for k, v in exp.__dict__.items() if k != "source"}
-    write_text(out / "experiment.yaml", yaml.safe_dump(fields, sort_keys=False))
+    settings = {k: v for k, v in asdict(exp).items() if k != "source"}
+    write_text(out / "experiment.yaml", yaml.safe_dump(settings, sort_keys=False))
     return exp

@@ -94,7 +94,7 @@ class InferenceSpeed:
 
 
 def inference_speed(
-    run_dir: str | Path,
+    run_dir: str | Path | LoadedRun,
     task: str,
     *,
     split: str | None = None,
@@ -109,15 +109,20 @@ def inference_speed(
     batches of ``train.eval_batch_size``, dynamic padding, no gradients), once to warm up and
     then ``repeats`` timed passes, so a smaller student and its teachers compare on equal terms.
     ``limit`` keeps the first rows only (quick checks); the default is the run's
-    ``data.eval_limit``.
+    ``data.eval_limit``. A `LoadedRun` (already on its device) is timed as it is, so several
+    tasks of one model need one load; ``mixed_precision`` applies only to a folder.
     """
     if repeats < 1:
         raise ValueError(f"repeats={repeats} must be 1 or more")
-    run = LoadedRun(run_dir, mixed_precision=mixed_precision)
+    run = (
+        run_dir
+        if isinstance(run_dir, LoadedRun)
+        else LoadedRun(run_dir, mixed_precision=mixed_precision)
+    )
     spec = run.specs.get(task)
     if spec is None:
         raise BamkdError(
-            f"run {run_dir} has no head for task '{task}' (it has: {', '.join(run.specs)})"
+            f"run {run.run_dir} has no head for task '{task}' (it has: {', '.join(run.specs)})"
         )
     split = split or spec.eval_splits[0]
     enc = run.encode(spec, split, limit=limit if limit is not None else run.cfg.data.eval_limit)

@@ -1,10 +1,11 @@
 """Reports a person reads: the paper-style results table, significance tests and plots.
 
 For an experiment: variant x task table of dev scores (median over seeds, spread), the paper's
-average, Mann-Whitney U tests of BAM against Single and Multi, the task-combination table, a
-per-task comparison plot and training curves (lambda, learning rate, per-task losses). For a
-single run: its training curves and dev metrics. Everything is written atomically as CSV,
-markdown and PNG.
+average, Mann-Whitney U tests of BAM against Single and Multi, the task-combination table, every
+model's size, training time and inference speed beside its quality, a per-task comparison plot
+and training curves (lambda, learning rate, per-task losses). For a single run: its training
+curves and dev metrics. Everything is written atomically as CSV, markdown and PNG. A smaller
+student has one row per size (``BAM small (l3)``): rows are keyed by `bamkd.variants.row_key`.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ import logging
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bamkd.metrics import task_score
 from bamkd.runs import DEV_METRICS_NAME, PLAN_NAME, is_finished, training_seconds
+from bamkd.speed import SpeedSettings, measure_missing, read_speed, saved_size
 from bamkd.stats import mann_whitney, summarize
 from bamkd.storage import atomic_path, read_json, write_text
 from bamkd.tracking import read_metrics
-from bamkd.variants import TABLE_ORDER, VARIANTS, is_pairs, variant_label
+from bamkd.variants import TABLE_ORDER, VARIANTS, is_pairs, row_key, row_label, variant_label
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +54,10 @@ def _save_figure(fig, path: Path) -> None:
 
 
 def collect_scores(runs: Sequence[Any]) -> dict[str, dict[str, dict[int, float]]]:
-    """scores[variant][task][seed] = task score (fraction) from each finished run's dev metrics.
+    """scores[row][task][seed] = task score (fraction) from each finished run's dev metrics.
 
-    ``runs`` are planned runs (id, variant, tasks, seed, folder).
+    ``runs`` are planned runs (id, variant, tasks, seed, folder, optionally size); the row is
+    the variant, or ``variant/size`` for a smaller student (`bamkd.variants.row_key`).
     """
     scores: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for run in runs:
@@ -67,10 +71,32 @@ def collect_scores(runs: Sequence[Any]) -> dict[str, dict[str, dict[int, float]]
             if target in metrics:
                 scores[variant][f"{target}+{partner}"][run.seed] = task_score(metrics[target])
             continue
+        row = _row(run)
         for task in run.tasks:
             if task in metrics:
-                scores[variant][task][run.seed] = task_score(metrics[task])
+                scores[row][task][run.seed] = task_score(metrics[task])
     return scores
+
+
+def _row(run: Any) -> str:
+    # plan.json files written before smaller students have no size
+    return row_key(run.variant, getattr(run, "size", None))
+
+
+def table_rows(keys: Sequence[str], sizes: Sequence[str] = ()) -> list[str]:
+    """The results-table rows among ``keys``: registry order, each variant's sizes in the
+    experiment's order (``sizes``), rows of variants outside the table left out."""
+    sizes = list(sizes)
+
+    def rank(key: str) -> tuple[int, int, str]:
+        variant, _, size = key.partition("/")
+        return (
+            TABLE_ORDER.index(variant),
+            sizes.index(size) if size in sizes else len(sizes),
+            size,
+        )
+
+    return sorted((k for k in keys if k.partition("/")[0] in TABLE_ORDER), key=rank)
 
 
 def seed_averages(per_task: dict[str, dict[int, float]], tasks: Sequence[str]) -> dict[int, float]:
@@ -101,7 +127,8 @@ def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
     out = Path(exp.output_dir) / "report"
     scores = collect_scores(runs)
     tasks = list(exp.tasks)
-    variants = [v for v in TABLE_ORDER if v in scores]
+    sizes = list(getattr(exp, "student_sizes", []) or [])
+    variants = table_rows(list(scores), sizes)
     averages = {v: seed_averages(scores[v], tasks) for v in variants}
 
     header = ["Model", "seeds", "Avg", *tasks]
@@ -116,7 +143,7 @@ def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
     ]
     for v in variants:
         seeds = sorted({seed for by_seed in scores[v].values() for seed in by_seed})
-        cells = [variant_label(v), str(len(seeds)), _cell(list(averages[v].values()))]
+        cells = [row_label(v), str(len(seeds)), _cell(list(averages[v].values()))]
         cells += [_cell(list(scores[v].get(t, {}).values())) for t in tasks]
         lines.append("| " + " | ".join(cells) + " |")
         for task, by_seed in [("avg", averages[v]), *[(t, scores[v].get(t, {})) for t in tasks]]:
@@ -138,7 +165,8 @@ def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
     lines.append("")
     lines += _significance(scores, averages, tasks)
     lines += _pairs_table(exp, scores)
-    lines += _exposure_table(runs, tasks)
+    lines += _size_speed_table(runs, averages, sizes)
+    lines += _exposure_table(runs, tasks, sizes)
     lines += _compute_table(runs)
     buf = io.StringIO()
     csv.writer(buf).writerows(rows_csv)
@@ -152,7 +180,16 @@ def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
 
 
 def _significance(scores, averages, tasks) -> list[str]:
-    if "bam" not in scores:
+    # BAM against Single and Multi (the paper), and each smaller BAM student against the Multi
+    # student of its size: does distillation help at that size?
+    pairs = [("bam", other, f"BAM vs {variant_label(other)}") for other in ("single", "multi")]
+    pairs += [
+        (key, f"multi_small/{key.partition('/')[2]}", f"{row_label(key)} vs Multi small")
+        for key in scores
+        if key.startswith("bam_small/")
+    ]
+    pairs = [(a, b, label) for a, b, label in pairs if a in scores and b in scores]
+    if not pairs:
         return []
     lines = [
         "Mann-Whitney U, one-sided (BAM greater), p-values:",
@@ -160,25 +197,23 @@ def _significance(scores, averages, tasks) -> list[str]:
         "| Comparison | Avg | " + " | ".join(tasks) + " |",
         "|" + "---|" * (len(tasks) + 2),
     ]
-    for other in ("single", "multi"):
-        if other not in scores:
-            continue
+    for first, other, label in pairs:
         cells = [
-            f"BAM vs {variant_label(other)}",
-            _p(mann_whitney(list(averages["bam"].values()), list(averages[other].values()))),
+            label,
+            _p(mann_whitney(list(averages[first].values()), list(averages[other].values()))),
         ]
         for t in tasks:
             cells.append(
                 _p(
                     mann_whitney(
-                        list(scores["bam"].get(t, {}).values()),
+                        list(scores[first].get(t, {}).values()),
                         list(scores[other].get(t, {}).values()),
                     )
                 )
             )
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    if "single" in scores:
+    if "bam" in scores and "single" in scores:
         wins = [
             t
             for t in tasks
@@ -221,7 +256,156 @@ def _pairs_table(exp, scores) -> list[str]:
     return lines
 
 
-def _exposure_table(runs: Sequence[Any], tasks: Sequence[str]) -> list[str]:
+@dataclass
+class _Cost:
+    """One report row's size, training time and speed (one seed's runs added up, median over
+    seeds), beside its average score."""
+
+    models: int
+    layers: list[int]
+    parameters: float | None
+    minutes: float
+    speed: float | None
+    quality: float | None
+
+
+def _size_speed_table(
+    runs: Sequence[Any], averages: dict[str, dict[int, float]], sizes: Sequence[str]
+) -> list[str]:
+    """Quality beside cost, per row: what serving every task takes (models, layers, parameters),
+    what training took, and dev examples/s from the runs' stored measurements (bamkd.speed).
+
+    Per seed, a row's runs add up (Single: one model per task); the table shows the median over
+    seeds. A seed with an unmeasured run has no speed, and a row without a measured seed shows a
+    dash; nothing is timed here. Each smaller BAM student gets one plain sentence: the share of
+    its teachers' score it keeps and how much faster it is.
+    """
+    by_row: dict[str, dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        if not is_pairs(run.variant) and is_finished(run.folder):
+            by_row[_row(run)][run.seed].append(run)
+    rows = table_rows(list(by_row), sizes)
+    if not rows:
+        return []
+    costs: dict[str, _Cost] = {}
+    settings: list[dict] = []
+    for key in rows:
+        seeds = list(by_row[key].values())
+        saved = [[saved_size(r.folder) for r in seed_runs] for seed_runs in seeds]
+        params = [sum(s[0] for s in seed if s) for seed in saved if all(seed)]
+        per_seed = []
+        for seed_runs in seeds:
+            measured = [m for m in (read_speed(r.folder) for r in seed_runs) if m is not None]
+            if len(measured) == len(seed_runs):  # a seed's speed needs all its runs
+                examples = sum(m["examples"] for m in measured)
+                per_seed.append(examples / sum(m["seconds"] for m in measured))
+                settings += [m.get("settings", {}) for m in measured]
+        quality = list(averages.get(key, {}).values())
+        costs[key] = _Cost(
+            models=max(map(len, seeds)),
+            layers=sorted({s[1] for seed in saved for s in seed if s and s[1]}),
+            parameters=statistics.median(params) if params else None,
+            minutes=statistics.median(
+                sum(training_seconds(r.folder) for r in seed_runs) / 60 for seed_runs in seeds
+            ),
+            speed=statistics.median(per_seed) if per_seed else None,
+            quality=statistics.median(quality) if quality else None,
+        )
+    teachers = costs.get("single")
+
+    def share(cost: _Cost) -> str | None:
+        if teachers and teachers.quality and cost.quality is not None:
+            return f"{100 * cost.quality / teachers.quality:.1f}%"
+        return None
+
+    def faster(cost: _Cost) -> str | None:
+        if teachers and teachers.speed and cost.speed is not None:
+            return f"{cost.speed / teachers.speed:.2f}x"
+        return None
+
+    lines = [
+        "Size and speed: what serving every task takes (models, encoder layers, parameters), "
+        "training time and dev-set inference speed; per seed the row's runs add up, median over "
+        "seeds. Share and speed-up are against the single-task models (the teachers):",
+        "",
+        "| Model | models | layers | parameters | training min | dev examples/s | Avg | "
+        "share of Single Avg | speed-up over Single |",
+        "|" + "---|" * 9,
+    ]
+    for key, cost in costs.items():
+        cells = [
+            row_label(key),
+            str(cost.models),
+            "/".join(map(str, cost.layers)) or "-",
+            _count(cost.parameters),
+            f"{cost.minutes:.1f}",
+            f"{cost.speed:.1f}" if cost.speed is not None else "-",
+            f"{100 * cost.quality:.1f}" if cost.quality is not None else "-",
+            (share(cost) if key != "single" else None) or "-",
+            (faster(cost) if key != "single" else None) or "-",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
+        _speed_settings_note(settings, unmeasured=any(c.speed is None for c in costs.values()))
+    )
+    lines.append("")
+    for key, cost in costs.items():
+        if teachers is None or not key.startswith("bam_small/") or share(cost) is None:
+            continue
+        speed = (
+            f" and predicts {faster(cost)} as many dev examples per second"
+            if faster(cost)
+            else " (speed not measured)"
+        )
+        lines.append(
+            f"{row_label(key)} keeps {share(cost)} of its single-task teachers' average dev score"
+            f"{speed}, with {_count(cost.parameters)} parameters in one "
+            f"{'/'.join(map(str, cost.layers))}-layer model against {_count(teachers.parameters)} "
+            f"in {teachers.models} models of {'/'.join(map(str, teachers.layers))} layers."
+        )
+        lines.append("")
+    return lines
+
+
+def _count(n: float | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
+
+
+def _speed_settings_note(settings: list[dict], unmeasured: bool) -> str:
+    """How the speeds were measured, in one line (said once when every run used the same)."""
+    distinct = {tuple(sorted(s.items())) for s in settings}
+    parts = []
+    if len(distinct) == 1:
+        s = settings[0]
+        precision = "fp32" if s.get("precision") == "no" else s.get("precision")
+        rows = f"the first {s['limit']} rows of " if s.get("limit") else ""
+        parts.append(
+            f"Inference speed: {rows}the first dev split of each task, batch size "
+            f"{s.get('batch_size')} (length-sorted, padded per batch), {precision}, "
+            f"{s.get('threads')} thread(s) on {s.get('device')}, median of {s.get('repeats')} "
+            "timed passes after a warm-up, tokenization excluded."
+        )
+    elif distinct:
+        parts.append(
+            f"Inference speed was measured with {len(distinct)} different settings (see each "
+            "run's speed.json); the speeds do not compare."
+        )
+    if unmeasured:
+        parts.append(
+            "-: not measured (runs finished before bamkd measured speed; `bamkd report "
+            "--measure-speed` measures them)."
+        )
+    parts.append(
+        "Training time is the run's own loop: a BAM student's excludes its teachers' training "
+        "(the Single row) and their predictions (the compute table)."
+    )
+    return " ".join(parts)
+
+
+def _exposure_table(runs: Sequence[Any], tasks: Sequence[str], sizes: Sequence[str]) -> list[str]:
     """Passes over each task's data and steps that see it, per variant (its first seed's runs).
 
     Computed from each run's saved config and batch plan (bamkd.exposure); a run whose data
@@ -237,7 +421,8 @@ def _exposure_table(runs: Sequence[Any], tasks: Sequence[str]) -> list[str]:
     for run in sorted(runs, key=lambda r: r.seed):
         if is_pairs(run.variant) or not is_finished(run.folder):
             continue
-        if first_seed.setdefault(run.variant, run.seed) != run.seed:
+        row = _row(run)
+        if first_seed.setdefault(row, run.seed) != run.seed:
             continue
         try:
             cfg = from_dict(RunConfig, load_yaml(Path(run.folder) / CONFIG_NAME))
@@ -247,7 +432,7 @@ def _exposure_table(runs: Sequence[Any], tasks: Sequence[str]) -> list[str]:
             skipped += 1
             continue
         for task, e in exposure.items():
-            cells[run.variant][task] = (
+            cells[row][task] = (
                 f"{e.passes:.0f} ({e.copies_per_epoch}x) / {e.steps_with_task} of {e.steps}"
             )
     if not cells:
@@ -259,11 +444,8 @@ def _exposure_table(runs: Sequence[Any], tasks: Sequence[str]) -> list[str]:
         "| Model | " + " | ".join(tasks) + " |",
         "|" + "---|" * (len(tasks) + 1),
     ]
-    order = [v for v in TABLE_ORDER if v in cells]
-    for v in order:
-        lines.append(
-            f"| {variant_label(v)} | " + " | ".join(cells[v].get(t, "") for t in tasks) + " |"
-        )
+    for v in table_rows(list(cells), sizes):
+        lines.append(f"| {row_label(v)} | " + " | ".join(cells[v].get(t, "") for t in tasks) + " |")
     if skipped:
         lines.append(f"({skipped} runs left out: their data or tokenizer could not be read)")
     lines.append("")
@@ -327,7 +509,7 @@ def _plot_scores(scores, averages, tasks, variants, path: Path) -> None:
             width,
             yerr=[lo, hi],
             capsize=2,
-            label=variant_label(v),
+            label=row_label(v),
         )
     ax.set_xticks(x, groups)
     ax.set_ylabel("dev score (median, bars: min-max over seeds)")
@@ -395,8 +577,12 @@ def plot_training(runs: Sequence[tuple[str, Path]], path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def report_path(path: Path) -> list[str]:
-    """Report on an experiment folder (has plan.json, written by ``bamkd run``) or a run folder."""
+def report_path(path: Path, *, measure_speed: bool = False) -> list[str]:
+    """Report on an experiment folder (has plan.json, written by ``bamkd run``) or a run folder.
+
+    ``measure_speed`` first measures the inference speed of every finished run without a stored
+    measurement (runs from before bamkd measured it), with the experiment's speed settings.
+    """
     plan_file = path / PLAN_NAME
     if plan_file.is_file():
         from types import SimpleNamespace
@@ -404,8 +590,13 @@ def report_path(path: Path) -> list[str]:
         plan = read_json(plan_file)
         exp = SimpleNamespace(**plan["experiment"])
         runs = [SimpleNamespace(**r) for r in plan["runs"]]
+        if measure_speed:
+            settings = getattr(exp, "speed", None) or {}
+            measure_missing([Path(r.folder) for r in runs], SpeedSettings(**settings))
         return write_experiment_report(exp, runs)
     if (path / DEV_METRICS_NAME).is_file() or (path / "metrics.jsonl").is_file():
+        if measure_speed:
+            measure_missing([path], SpeedSettings())
         return write_run_report(path)
     from bamkd.errors import BamkdError
 

@@ -31,6 +31,9 @@ class Variant:
     """Adds this variant's runs of one experiment seed (shared runs, e.g. teachers, once)."""
     pairs: bool = False
     """A task-combination variant: needs ``pairs_target``, reported in its own table."""
+    sized: bool = False
+    """A smaller-student variant: one run per seed and per entry of the experiment's
+    ``student_sizes`` (run ids ``<name>/<size>/seed<n>``), one report row per size."""
 
 
 def _single(p: Planner, seed: int) -> None:
@@ -126,6 +129,22 @@ def _pairs(kind: str) -> Callable[[Planner, int], None]:
     return plan
 
 
+def _small(kind: str) -> Callable[[Planner, int], None]:
+    """A smaller multi-task student per entry of ``student_sizes``: gold labels only (Multi) or
+    distilled from the full-size single-task teachers (BAM)."""
+
+    def plan(p: Planner, seed: int) -> None:
+        for size, model in p.exp.student_sizes.items():
+            run_id = f"{kind}_small/{size}/seed{seed}"
+            extra = {"model": dict(model)}
+            if kind == "multi":
+                p.add(run_id, "multi_small", p.exp.tasks, seed, p.exp.multi, extra, size=size)
+            else:
+                p.bam(seed, run_id=run_id, variant="bam_small", extra=extra, size=size)
+
+    return plan
+
+
 _ALL = (
     Variant("single", "Single", "one model per task, gold labels", _single),
     Variant("multi", "Multi", "one multi-task model, gold labels", _multi),
@@ -215,6 +234,21 @@ _ALL = (
         "BAM whose student trains on its teachers' seed",
         _bam_with("bam_same_seed", seed_offset=0),
     ),
+    # Beyond the paper: a multi-task student smaller than its teachers.
+    Variant(
+        "multi_small",
+        "Multi small",
+        "Multi with a smaller encoder, one per `student_sizes` entry (e.g. a layer subset)",
+        _small("multi"),
+        sized=True,
+    ),
+    Variant(
+        "bam_small",
+        "BAM small",
+        "BAM into a smaller student, one per `student_sizes` entry; full-size teachers",
+        _small("bam"),
+        sized=True,
+    ),
     Variant(
         "pairs_multi",
         "Multi on the pair",
@@ -241,6 +275,22 @@ TABLE_ORDER: list[str] = [v.name for v in _ALL if not v.pairs]
 def variant_label(name: str) -> str:
     """A variant's row label; the name itself for a run-level name such as bam_rounds_single."""
     return VARIANTS[name].label if name in VARIANTS else name
+
+
+def is_sized(name: str) -> bool:
+    """Whether runs of this variant come in the experiment's ``student_sizes``."""
+    return name in VARIANTS and VARIANTS[name].sized
+
+
+def row_key(variant: str, size: str | None) -> str:
+    """The report row of a run: its variant, or ``variant/size`` for a smaller student."""
+    return f"{variant}/{size}" if size else variant
+
+
+def row_label(key: str) -> str:
+    """A report row's label: the variant's label, then the size in brackets (``BAM small (l3)``)."""
+    variant, _, size = key.partition("/")
+    return f"{variant_label(variant)} ({size})" if size else variant_label(variant)
 
 
 def is_pairs(name: str) -> bool:

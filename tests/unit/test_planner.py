@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import copy
+import re
+from pathlib import Path
 
 import pytest
 
-from bamkd.pipeline import STUDENT_SEED_OFFSET, Experiment, Planner, plan_experiment
+from bamkd.errors import ConfigError
+from bamkd.pipeline import (
+    STUDENT_SEED_OFFSET,
+    Experiment,
+    Planner,
+    load_experiment,
+    plan_experiment,
+)
 from bamkd.variants import VARIANTS
 
 
@@ -70,6 +79,7 @@ def test_each_ablation_puts_back_one_setting():
 # --------------------------------------------------------------------------------------------
 
 ROOT = "/exp/runs"
+SIZES = {"l2": {"keep_every": 2}, "l1": {"keep_layers": [1]}}
 ROLES = {
     "single": {"train": {"lr": 1e-4}},
     "multi": {"train": {"lr": 2e-4}},
@@ -110,6 +120,10 @@ def _bam_student(run_id: str, **changes) -> dict:
         **_single_runs("mrpc", "rte"),
         run_id: ("multi", deps, {"seed": 3 + S, "teachers": teachers, **changes}),
     }
+
+
+def _size_changes(size: str) -> dict:
+    return {f"model.{k}": v for k, v in SIZES[size].items()}
 
 
 EXPECTED_PLANS: dict[str, dict[str, tuple[str, list[str], dict]]] = {
@@ -195,6 +209,15 @@ EXPECTED_PLANS: dict[str, dict[str, tuple[str, list[str], dict]]] = {
             {"seed": 3, "teachers": {t: [f"single/{t}/seed3"] for t in ("mrpc", "rte")}},
         ),
     },
+    # One smaller student per student_sizes entry; BAM's teachers are the full-size Single runs.
+    "multi_small": {
+        f"multi_small/{size}/seed3": ("multi", [], {"seed": 3, **_size_changes(size)})
+        for size in SIZES
+    },
+    "bam_small": {
+        **_bam_student("bam_small/l2/seed3", **_size_changes("l2")),
+        **_bam_student("bam_small/l1/seed3", **_size_changes("l1")),
+    },
     "pairs_multi": {"pairs_multi/rte+mrpc/seed3": ("multi", [], {"seed": 3})},
     "pairs_bam": {
         **_single_runs("rte", "mrpc"),
@@ -219,13 +242,115 @@ def test_variant_plan(variant):
         variants=[variant],
         output_dir="/exp",
         pairs_target="rte",
+        student_sizes=SIZES,
         **ROLES,
     )
     runs = plan_experiment(exp)  # also builds and validates every run's RunConfig
     assert {run.id: _summary(run) for run in runs} == EXPECTED_PLANS[variant]
+    # Only a smaller student has a size (its report row); it is the run id's middle part.
+    for run in runs:
+        expected_size = (
+            run.id.split("/")[1] if VARIANTS[variant].sized and run.variant == variant else None
+        )
+        assert run.size == expected_size, run.id
     # Dependencies come first, and every run of the variant's own name is in the plan.
     seen: set[str] = set()
     for run in runs:
         assert set(run.deps) <= seen, run.id
         seen.add(run.id)
     assert any(run.variant == variant for run in runs)
+
+
+# --------------------------------------------------------------------------------------------
+# Smaller students: sizes in the experiment's order, checked before anything is planned.
+# --------------------------------------------------------------------------------------------
+
+
+def test_smaller_students_come_in_the_experiments_size_order_after_their_teachers():
+    runs = _plan(["multi_small", "bam_small"], seeds=[0, 1], student_sizes=SIZES)
+    ids = list(runs)
+    assert [i for i in ids if i.startswith("bam_small/")] == [
+        "bam_small/l2/seed0",
+        "bam_small/l1/seed0",
+        "bam_small/l2/seed1",
+        "bam_small/l1/seed1",
+    ]
+    assert runs["bam_small/l1/seed1"].config["model"] == {"keep_layers": [1]}
+    assert runs["bam_small/l1/seed1"].deps == ["single/mrpc/seed1", "single/rte/seed1"]
+    # The teachers keep the full encoder.
+    assert "model" not in runs["single/rte/seed1"].config
+    assert runs["multi_small/l2/seed0"].seed == 0 and _seed(runs["multi_small/l2/seed0"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"variants": ["bam_small"]}, "variant bam_small needs 'student_sizes'"),
+        (
+            {"variants": ["bam_small"], "student_sizes": {"l 3": {"keep_every": 2}}},
+            "'l 3' is not a usable size name",
+        ),
+        (
+            {"variants": ["multi_small"], "student_sizes": {"l3": {}}},
+            "student_sizes.l3 is empty",
+        ),
+        (
+            {"variants": ["multi_small"], "student_sizes": {"l3": {"keep_evry": 2}}},
+            "student_sizes.l3.keep_evry is not a model setting",
+        ),
+        ({"reuse": ["teachers"]}, "reuse names 'teachers', which is not a variant"),
+    ],
+)
+def test_experiment_settings_of_smaller_students_and_reuse_are_checked(settings, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Experiment(tasks=["rte"], **settings)
+
+
+def test_reused_runs_are_planned_in_the_other_experiment_and_students_point_there():
+    runs = _plan(
+        ["single", "multi", "bam_small"],
+        student_sizes=SIZES,
+        reuse_from="/teachers",
+        reuse=["single", "multi"],
+    )
+    assert runs["single/rte/seed3"].folder == Path("/teachers/runs/single/rte/seed3")
+    assert runs["single/rte/seed3"].reused_from == "/teachers"
+    assert runs["multi/seed3"].folder == Path("/teachers/runs/multi/seed3")
+    student = runs["bam_small/l2/seed3"]
+    assert student.reused_from is None and student.folder == Path(
+        "/tmp/unused/runs/bam_small/l2/seed3"
+    )
+    assert student.config["distill"]["teachers"]["rte"] == ["/teachers/runs/single/rte/seed3"]
+    # Without reuse_from nothing is reused, whatever `reuse` says.
+    runs = _plan(["bam"], reuse=["single"])
+    assert runs["single/rte/seed3"].reused_from is None
+
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_every_shipped_experiment_plans(name):
+    assert plan_experiment(load_experiment(CONFIGS / name))
+
+
+def test_the_small_student_study_reuses_paper_faithful_runs_with_their_own_settings():
+    """What small_student.yaml takes from paper_faithful is planned there exactly as here, so
+    `bamkd run` finds the settings it checks equal (paths, seeds and teachers included)."""
+    small = {r.id: r for r in plan_experiment(load_experiment(CONFIGS / "small_student.yaml"))}
+    faithful = load_experiment(CONFIGS / "paper_faithful.yaml")
+    there = {r.id: r for r in plan_experiment(faithful)}
+    reused = [r for r in small.values() if r.reused_from is not None]
+    assert {r.variant for r in reused} == {"single", "multi", "bam"} and len(reused) == 21
+    for run in reused:
+        assert run.reused_from == faithful.output_dir
+        assert run.config == there[run.id].config, run.id
+    # The students: paper_faithful's multi-task settings, a cut encoder, 3 and 2 layers.
+    student = small["bam_small/l2/seed1"].config
+    assert student["model"] == {
+        "name_or_path": "minilm",
+        "regression_head": "linear",
+        "keep_every": 3,
+    }
+    assert student["train"] == {**there["bam/seed1"].config["train"]}
+    assert student["distill"] == there["bam/seed1"].config["distill"]

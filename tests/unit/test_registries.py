@@ -67,7 +67,8 @@ def test_every_variant_has_a_label_and_a_table_place_or_its_own_table():
 
 
 def test_every_variant_appears_in_the_report_under_its_label(tmp_path):
-    """A finished run of every variant gives a row (or a pairs-table column) with its label."""
+    """A finished run of every variant gives a row (or a pairs-table column) with its label;
+    a smaller student's row adds its size."""
     runs = []
     for name, variant in variants.VARIANTS.items():
         tasks = ["rte", "mrpc"] if variant.pairs else ["rte"]
@@ -77,19 +78,25 @@ def test_every_variant_appears_in_the_report_under_its_label(tmp_path):
         (folder / "dev_metrics.json").write_text(json.dumps({"rte": {"accuracy": 0.6}}))
         record = {"step": 1, "loss": {"rte": 0.5}, "lambda": {"rte": 0.1}, "lr": 1e-3}
         (folder / "metrics.jsonl").write_text(json.dumps(record) + "\n")
-        runs.append(SimpleNamespace(id=name, variant=name, tasks=tasks, seed=0, folder=folder))
+        size = "l3" if variant.sized else None
+        runs.append(
+            SimpleNamespace(id=name, variant=name, tasks=tasks, seed=0, folder=folder, size=size)
+        )
     exp = SimpleNamespace(
         name="registry", output_dir=str(tmp_path / "exp"), tasks=["rte"], pairs_target="rte"
     )
     lines = write_experiment_report(exp, runs)
     table = [line for line in lines if line.startswith("| ")]
+    labels = {
+        name: f"{v.label} (l3)" if v.sized else v.label for name, v in variants.VARIANTS.items()
+    }
     for name, variant in variants.VARIANTS.items():
         if variant.pairs:
             assert any(line.startswith("| Partner |") and variant.label in line for line in table)
         else:
-            assert any(line.startswith(f"| {variant.label} | 1 |") for line in table), name
+            assert any(line.startswith(f"| {labels[name]} | 1 |") for line in table), name
     rows = [line.split(" | ")[0][2:] for line in table]
-    order = [variants.VARIANTS[n].label for n in variants.TABLE_ORDER]
+    order = [labels[n] for n in variants.TABLE_ORDER]
     assert [r for r in rows if r in order][: len(order)] == order
 
 
