@@ -10,7 +10,7 @@ before any timing, so tokenization is outside every measurement.
 
 Systems, each in a fresh process, alternating for ``--repeats`` rounds, fp32 and bf16:
 
-  bamkd-teach      ``bamkd.predict.teach(run)`` end to end: load the model, read the token cache,
+  bamkd-teach      ``bamkd.teach.teach(run)`` end to end: load the model, read the token cache,
                    predict (length-sorted batches of eval_batch_size=128, dynamic padding), write
                    the safetensors predictions + manifest.
   bamkd-predict    ``bamkd.evaluate.predict_outputs`` on the encoded split: inference only.
@@ -54,7 +54,7 @@ SYSTEMS = ("bamkd-teach", "bamkd-predict", "trainer-default", "trainer-dynamic")
 def make_run_worker(spec: dict) -> dict:
     """Train a tiny teacher run, clear its train_limit, fill the token cache of the full split."""
     from bamkd.config import from_dict, load_yaml
-    from bamkd.predict import LoadedRun
+    from bamkd.evaluate import LoadedRun
     from bamkd.train import train
 
     run_dir = Path(spec["run_dir"])
@@ -92,7 +92,7 @@ def _encoded(run, task_name: str, double: bool):
 def bamkd_teach_worker(spec: dict) -> dict:
     from accelerate import Accelerator
 
-    from bamkd.predict import teach
+    from bamkd.teach import teach
 
     acc = Accelerator(mixed_precision="no" if spec["precision"] == "fp32" else spec["precision"])
     t0 = time.perf_counter()
@@ -109,7 +109,7 @@ def bamkd_teach_worker(spec: dict) -> dict:
 
 
 def bamkd_predict_worker(spec: dict) -> dict:
-    from bamkd.predict import LoadedRun
+    from bamkd.evaluate import LoadedRun
 
     run = LoadedRun(
         spec["run_dir"], mixed_precision="no" if spec["precision"] == "fp32" else "bf16"
@@ -175,7 +175,7 @@ def trainer_worker(spec: dict) -> dict:
     from bamkd.data import load_encoded, swapped
     from bamkd.evaluate import predict_outputs
     from bamkd.model import model_folder
-    from bamkd.runs import load_run_config
+    from bamkd.runtime.runs import load_run_config
     from bamkd.tasks import read_split
 
     cfg = load_run_config(spec["run_dir"])

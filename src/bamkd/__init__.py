@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bamkd.inference import Predictor
+    from bamkd.outputs.predict import Predictor
     from bamkd.train import fit, setup
 
 __version__ = "0.1.0"
@@ -27,7 +27,7 @@ def load(path: str | Path, **kwargs: Any) -> Predictor:
 
     Keyword arguments go to `Predictor.from_pretrained` (device, batch_size, max_length).
     """
-    from bamkd.inference import Predictor
+    from bamkd.outputs.predict import Predictor
 
     return Predictor.from_pretrained(path, **kwargs)
 
@@ -35,7 +35,7 @@ def load(path: str | Path, **kwargs: Any) -> Predictor:
 def __getattr__(name: str) -> Any:
     # PEP 562: `from bamkd import Predictor` imports the inference module on first use only.
     if name == "Predictor":
-        from bamkd.inference import Predictor
+        from bamkd.outputs.predict import Predictor
 
         return Predictor
     if name in ("fit", "setup"):

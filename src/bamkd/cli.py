@@ -17,9 +17,9 @@ from typing import Any
 
 from bamkd import __version__
 from bamkd.errors import BamkdError
-from bamkd.stop import TrainingStopped
+from bamkd.experiments.variants import VARIANTS
+from bamkd.runtime.stop import TrainingStopped
 from bamkd.tasks.records import RECORD_FORMATS
-from bamkd.variants import VARIANTS
 
 log = logging.getLogger("bamkd")
 
@@ -62,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from bamkd.predict import evaluate_run
+    from bamkd.evaluate import evaluate_run
 
     metrics = evaluate_run(args.run)
     print(json.dumps(metrics, indent=2) if args.json else _format_metrics(metrics))
@@ -70,7 +70,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_teach(args: argparse.Namespace) -> int:
-    from bamkd.predict import teach
+    from bamkd.teach import teach
 
     for path in teach(args.run, args.tasks):
         print(f"wrote {path}")
@@ -78,8 +78,8 @@ def cmd_teach(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from bamkd.predict import submit
-    from bamkd.storage import check_output_folder
+    from bamkd.outputs.submission import submit
+    from bamkd.runtime.storage import check_output_folder
 
     check_output_folder(args.out, "--out")  # before minutes of predicting
     report = submit(args.runs, args.out, glue_dir=args.glue_dir, wnli_policy=args.wnli)
@@ -102,7 +102,7 @@ def _split_only(only: list[str] | None, overrides: list[str]) -> tuple[list[str]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bamkd.pipeline import load_experiment, run_experiment
+    from bamkd.experiments.pipeline import load_experiment, run_experiment
 
     only, overrides = _split_only(args.only, args.overrides)
     experiment = load_experiment(args.experiment, overrides)
@@ -112,8 +112,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from bamkd.pipeline import demo_experiment, run_experiment
-    from bamkd.storage import check_output_folder
+    from bamkd.experiments.pipeline import demo_experiment, run_experiment
+    from bamkd.runtime.storage import check_output_folder
 
     check_output_folder(args.out, "--out")
     experiment = demo_experiment(Path(args.out), quick=args.quick)
@@ -123,7 +123,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bamkd.report import report_path
+    from bamkd.experiments.report import report_path
 
     for line in report_path(Path(args.path), measure_speed=args.measure_speed):
         print(line)
@@ -131,8 +131,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from bamkd.export import export_run
-    from bamkd.storage import check_output_folder
+    from bamkd.outputs.export import export_run
+    from bamkd.runtime.storage import check_output_folder
 
     check_output_folder(args.out, "--out")
     result = export_run(args.run, args.out, per_task=not args.multitask_only, tasks=args.tasks)
@@ -141,8 +141,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from bamkd.inference import Predictor, format_predictions, read_inputs
-    from bamkd.storage import write_text
+    from bamkd.outputs.predict import Predictor, format_predictions, read_inputs
+    from bamkd.runtime.storage import write_text
 
     if bool(args.task) == bool(args.all_heads):
         raise BamkdError("bamkd predict needs --task TASK or --all-heads (every head), not both")
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:
         # A disk that fills or a folder that turns read-only mid-run: no earlier check sees it.
-        from bamkd.storage import filesystem_error
+        from bamkd.runtime.storage import filesystem_error
 
         error = filesystem_error(exc)
         if error is None:

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 import yaml
 
 from bamkd.errors import ConfigError, excerpt
-from bamkd.heap import MAX_MMAP_THRESHOLD_MIB
+from bamkd.runtime.heap import MAX_MMAP_THRESHOLD_MIB
 from bamkd.schedules import SCHEDULE_NAMES
 from bamkd.student import check_layer_choice
 
@@ -155,8 +155,8 @@ class TrainConfig:
     """On CPU, draw dropout masks two per random number (bamkd.fast_dropout); same rates."""
     malloc_mmap_threshold_mib: int = 0
     """On CPU with glibc, give buffers of this many MiB or more their own memory mapping, so
-    memory does not grow with each new batch shape (bamkd.heap). Costs speed (RTE: 0.6-0.7x the
-    memory at 0.55-0.63x the speed); 0 leaves malloc as it is."""
+    memory does not grow with each new batch shape (bamkd.runtime.heap). Costs speed (RTE:
+    0.6-0.7x the memory at 0.55-0.63x the speed); 0 leaves malloc as it is."""
     eval_batch_size: int = 128
     eval_every_epoch: bool = False
     """Also evaluate on dev after every epoch (the final evaluation always runs)."""

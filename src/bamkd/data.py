@@ -24,8 +24,8 @@ from safetensors.numpy import load_file, save_file
 
 from bamkd.errors import ConfigError
 from bamkd.packing import pack_layout, row_tiers
-from bamkd.progress import progress_bar
-from bamkd.storage import atomic_path, file_digest
+from bamkd.runtime.progress import progress_bar
+from bamkd.runtime.storage import atomic_path, file_digest
 from bamkd.tasks import Example, TaskSpec, read_split
 from bamkd.tasks.readers import split_path
 from bamkd.tasks.spec import TABLE_FORMATS

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from bamkd.storage import write_text
+from bamkd.runtime.storage import write_text
 
 POSITIVE = "good great nice best love enjoy fun happy fine".split()
 NEGATIVE = "bad terrible awful worst hate boring dull sad poor".split()

@@ -3,21 +3,34 @@
 Rows are sorted by length so batches carry little padding, run without gradients (under the
 run's mixed precision), sharded across processes and gathered back into the original order,
 with no row counted twice.
+
+A finished run is evaluated through `LoadedRun`, which loads its final model with its resolved
+config, so the data are read and tokenized exactly as in training (same tasks, data folders,
+max length, doubling): `evaluate_run` recomputes its dev metrics and `inference_speed` times its
+predictions. `bamkd.teach` and `bamkd.outputs.submission` predict through the same class.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import statistics
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from bamkd.data import Encoded, ExampleStore
+from bamkd.data import Encoded, ExampleStore, load_encoded, padding_settings
+from bamkd.errors import BamkdError
 from bamkd.metrics import evaluate_task_metrics
-from bamkd.model import MultiTaskModel
-from bamkd.progress import progress_bar
+from bamkd.model import MultiTaskModel, load_tokenizer, model_folder
+from bamkd.runtime.devices import make_accelerator
+from bamkd.runtime.progress import progress_bar
+from bamkd.runtime.runs import DEV_METRICS_NAME, load_run_config
+from bamkd.runtime.storage import write_json
 from bamkd.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -131,3 +144,151 @@ def evaluate(
             )
         results[task] = evaluate_task_metrics(spec, preds, labels)
     return results
+
+
+class LoadedRun:
+    """A finished run's model, tokenizer, config and task specs, ready for inference."""
+
+    def __init__(self, run_dir: str | Path, accelerator=None, mixed_precision: str | None = None):
+        self.run_dir = Path(run_dir)
+        self.cfg = load_run_config(self.run_dir)
+        self.folder = model_folder(self.run_dir)
+        self.model = MultiTaskModel.from_pretrained(self.folder, self.cfg.model.trust_remote_code)
+        self.tokenizer = load_tokenizer(str(self.folder))
+        self.accelerator = accelerator or make_accelerator(
+            mixed_precision or self.cfg.train.mixed_precision
+        )
+        self.model.to(self.accelerator.device)
+        self.specs = {t.name: t for t in self.model.tasks}
+        self.pad_id, self.use_types = padding_settings(self.tokenizer)
+
+    def encode(self, spec: TaskSpec, split: str, *, limit: int | None = None, double: bool = False):
+        d = self.cfg.data
+        return load_encoded(
+            spec,
+            split,
+            self.tokenizer,
+            d.max_seq_length,
+            data_dir=d.glue_dir,
+            limit=limit,
+            double=double,
+            cache_dir=d.cache_dir,
+        )
+
+    def outputs(self, enc, head: str, desc: str) -> np.ndarray:
+        return predict_outputs(
+            self.model,
+            enc,
+            head,
+            pad_id=self.pad_id,
+            use_token_types=self.use_types,
+            batch_size=self.cfg.train.eval_batch_size,
+            accelerator=self.accelerator,
+            desc=desc,
+        )
+
+
+def evaluate_run(run_dir: str | Path, write: bool = True) -> dict[str, dict[str, float]]:
+    """Dev metrics of a finished run, recomputed from its saved model."""
+    run = LoadedRun(run_dir)
+    eval_sets = {
+        name: {
+            split: run.encode(spec, split, limit=run.cfg.data.eval_limit)
+            for split in spec.eval_splits
+        }
+        for name, spec in run.specs.items()
+    }
+    metrics = evaluate(
+        run.model,
+        eval_sets,
+        run.specs,
+        pad_id=run.pad_id,
+        use_token_types=run.use_types,
+        batch_size=run.cfg.train.eval_batch_size,
+        accelerator=run.accelerator,
+    )
+    if write and run.accelerator.is_main_process:
+        write_json(Path(run_dir) / DEV_METRICS_NAME, metrics)
+    return metrics
+
+
+@dataclass(frozen=True)
+class InferenceSpeed:
+    """How fast a run's model predicts one split: the median of timed passes, warm-up excluded."""
+
+    task: str
+    split: str
+    examples: int
+    seconds: float
+    """Median wall time of one pass over the split (tokenization excluded: the cache is filled
+    before timing)."""
+    repeats: int
+    batch_size: int
+    layers: int
+    device: str
+
+    @property
+    def examples_per_second(self) -> float:
+        return self.examples / self.seconds if self.seconds > 0 else float("inf")
+
+
+def inference_speed(
+    run_dir: str | Path | LoadedRun,
+    task: str,
+    *,
+    split: str | None = None,
+    repeats: int = 3,
+    limit: int | None = None,
+    batch_size: int | None = None,
+    mixed_precision: str | None = None,
+) -> InferenceSpeed:
+    """Examples per second of a finished run's model on one task's dev split (or ``split``).
+
+    Predicts as evaluation and teacher prediction do (``predict_outputs``: length-sorted
+    batches of ``train.eval_batch_size``, dynamic padding, no gradients), once to warm up and
+    then ``repeats`` timed passes, so a smaller student and its teachers compare on equal terms.
+    ``limit`` keeps the first rows only (quick checks); the default is the run's
+    ``data.eval_limit``. A `LoadedRun` (already on its device) is timed as it is, so several
+    tasks of one model need one load; ``mixed_precision`` applies only to a folder.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats} must be 1 or more")
+    run = (
+        run_dir
+        if isinstance(run_dir, LoadedRun)
+        else LoadedRun(run_dir, mixed_precision=mixed_precision)
+    )
+    spec = run.specs.get(task)
+    if spec is None:
+        raise BamkdError(
+            f"run {run.run_dir} has no head for task '{task}' (it has: {', '.join(run.specs)})"
+        )
+    split = split or spec.eval_splits[0]
+    enc = run.encode(spec, split, limit=limit if limit is not None else run.cfg.data.eval_limit)
+    size = batch_size or run.cfg.train.eval_batch_size
+
+    def one_pass() -> float:
+        started = time.perf_counter()
+        predict_outputs(
+            run.model,
+            enc,
+            task,
+            pad_id=run.pad_id,
+            use_token_types=run.use_types,
+            batch_size=size,
+            accelerator=run.accelerator,
+        )
+        return time.perf_counter() - started
+
+    one_pass()  # warm-up: first-call allocations and kernel selection stay out of the timing
+    seconds = statistics.median(one_pass() for _ in range(repeats))
+    return InferenceSpeed(
+        task=task,
+        split=split,
+        examples=len(enc),
+        seconds=seconds,
+        repeats=repeats,
+        batch_size=size,
+        layers=run.model.num_layers,
+        device=str(run.accelerator.device),
+    )

@@ -21,7 +21,7 @@ from torch import nn
 
 from bamkd.errors import BamkdError, ConfigError, excerpt
 from bamkd.packing import block_diagonal_mask
-from bamkd.storage import atomic_dir
+from bamkd.runtime.storage import atomic_dir
 from bamkd.student import choose_layers, keep_encoder_layers, layer_count_key
 from bamkd.tasks import TaskSpec
 

@@ -22,7 +22,7 @@ from safetensors.numpy import load_file, save_file
 from bamkd.data import Encoded
 from bamkd.errors import BamkdError, ConfigError, DataError
 from bamkd.losses import teacher_probs
-from bamkd.storage import atomic_path, read_json, write_json
+from bamkd.runtime.storage import atomic_path, read_json, write_json
 from bamkd.tasks import TaskSpec
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import shutil
 import string
 from pathlib import Path
 
-from bamkd.storage import atomic_dir
+from bamkd.runtime.storage import atomic_dir
 
 TINY_VERSION = "1"
 

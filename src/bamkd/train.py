@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from bamkd import checkpoint as ckpt
 from bamkd.callbacks import Callback, StepEnd, Stopwatch
 from bamkd.config import (
     DistillConfig,
@@ -47,13 +46,10 @@ from bamkd.data import (
     load_training_split,
     padding_settings,
 )
-from bamkd.devices import make_accelerator
 from bamkd.errors import BamkdError, ConfigError
 from bamkd.evaluate import evaluate
 from bamkd.fast_dropout import install_fast_dropout
-from bamkd.heap import set_mmap_threshold
 from bamkd.losses import TaskTraining, batch_loss, gold_weights, loss_scale
-from bamkd.manifest import run_data_files, write_run_manifest
 from bamkd.model import (
     MultiTaskModel,
     check_model_source,
@@ -63,12 +59,21 @@ from bamkd.model import (
 )
 from bamkd.optim import BertAdamW, lr_at, param_groups, set_lr
 from bamkd.packing import first_position, packing_support
-from bamkd.progress import step_bar
-from bamkd.runs import CONFIG_NAME, DEV_METRICS_NAME, MODEL_DIR, STATE_NAME, is_finished, task_specs
-from bamkd.sampling import BatchPlan, make_task_weighting, shard, split_micro
-from bamkd.steplog import LogWindow, show
-from bamkd.stop import StopRequests, TrainingStopped
-from bamkd.storage import (
+from bamkd.runtime import checkpoint as ckpt
+from bamkd.runtime.devices import make_accelerator
+from bamkd.runtime.heap import set_mmap_threshold
+from bamkd.runtime.manifest import run_data_files, write_run_manifest
+from bamkd.runtime.progress import step_bar
+from bamkd.runtime.runs import (
+    CONFIG_NAME,
+    DEV_METRICS_NAME,
+    MODEL_DIR,
+    STATE_NAME,
+    is_finished,
+    task_specs,
+)
+from bamkd.runtime.stop import StopRequests, TrainingStopped
+from bamkd.runtime.storage import (
     RunLock,
     check_output_folder,
     read_json,
@@ -76,10 +81,12 @@ from bamkd.storage import (
     write_json,
     write_text,
 )
+from bamkd.runtime.tracking import MetricLog
+from bamkd.sampling import BatchPlan, make_task_weighting, shard, split_micro
+from bamkd.steplog import LogWindow, show
 from bamkd.student import check_encoder_layers
 from bamkd.tasks import TaskSpec, check_split_file
 from bamkd.teachers import check_teacher_tasks, read_teacher_predictions, teacher_targets
-from bamkd.tracking import MetricLog
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +265,7 @@ def _ensure_teacher_predictions(run: Path, task: str, accelerator) -> None:
             f"teacher run {run} is not finished (no {STATE_NAME} with finished: true); "
             "train it first"
         )
-    from bamkd.predict import teach
+    from bamkd.teach import teach
 
     log.info("teacher %s has no predictions for %s yet; writing them", run, task)
     teach(run, tasks=[task], accelerator=accelerator)
@@ -582,7 +589,7 @@ def fit(
         another ``fit(ctx)`` continues it).
 
     SIGTERM or Ctrl-C during training writes a checkpoint after the current step and raises
-    :class:`TrainingStopped` (bamkd.stop).
+    :class:`TrainingStopped` (bamkd.runtime.stop).
     """
     end = ctx.total_steps if max_steps is None else min(max_steps, ctx.total_steps)
     with StopRequests() as stop:

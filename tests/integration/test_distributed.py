@@ -80,7 +80,7 @@ def test_a_stop_request_to_one_process_stops_both_after_the_same_step(demo_suite
     assert proc.returncode != 0
     # Both processes report the same stop (the other one did not receive the signal itself).
     assert proc.stderr.count("stopped by SIGTERM after step 5 of") == 2, proc.stderr[-3000:]
-    from bamkd.checkpoint import latest_checkpoint
+    from bamkd.runtime.checkpoint import latest_checkpoint
 
     found = latest_checkpoint(out)
     assert found is not None and found.state.step == 5

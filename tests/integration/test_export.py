@@ -11,9 +11,9 @@ import torch
 
 from bamkd.cli import main
 from bamkd.errors import BamkdError
-from bamkd.export import EXPORT_NAME, export_run
-from bamkd.inference import Predictor
 from bamkd.model import WEIGHTS_NAME, MultiTaskModel, load_encoder, load_tokenizer
+from bamkd.outputs.export import EXPORT_NAME, export_run
+from bamkd.outputs.predict import Predictor
 from bamkd.tasks import TaskSpec
 
 TASKS = ["demo_sentiment", "demo_agreement", "demo_rating"]

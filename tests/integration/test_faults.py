@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 import bamkd.train as train_module
-from bamkd.checkpoint import list_checkpoints
 from bamkd.config import build_config
+from bamkd.runtime.checkpoint import list_checkpoints
 from bamkd.train import NonFiniteLossError, train
 
 

@@ -19,7 +19,7 @@ import torch
 from bamkd.callbacks import PHASES, Callback, StepEnd
 from bamkd.config import build_config
 from bamkd.errors import BamkdError
-from bamkd.storage import RunLock
+from bamkd.runtime.storage import RunLock
 from bamkd.train import fit, setup
 
 

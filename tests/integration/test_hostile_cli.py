@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import bamkd.storage as storage
+import bamkd.runtime.storage as storage
 from bamkd.cli import main
 
 LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING) ")
@@ -136,7 +136,7 @@ def test_max_seq_length_at_the_tokenizer_bound_trains_and_truncates(demo_suite, 
     from bamkd.config import build_config
     from bamkd.data import load_encoded
     from bamkd.model import load_tokenizer
-    from bamkd.runs import task_specs
+    from bamkd.runtime.runs import task_specs
 
     cfg = build_config(
         "tiny", _train_args(demo_suite, tmp_path / "run", "data.max_seq_length=5")[3:]
@@ -215,12 +215,12 @@ def test_out_folder_that_is_a_file_or_read_only(tiny_run, tmp_path, capsys, monk
 
 
 def test_report_into_a_read_only_run_folder(tiny_run, capsys, monkeypatch):
-    import bamkd.report
+    import bamkd.experiments.report
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system", str(tiny_run / "training.png"))
 
-    monkeypatch.setattr(bamkd.report, "plot_training", read_only)
+    monkeypatch.setattr(bamkd.experiments.report, "plot_training", read_only)
     refused(
         capsys, ["report", str(tiny_run)], f"{tiny_run / 'training.png'}: Read-only file system"
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from bamkd.cli import main
-from bamkd.pipeline import load_experiment, run_experiment
+from bamkd.experiments.pipeline import load_experiment, run_experiment
 from bamkd.teachers import read_teacher_predictions
 
 

@@ -12,7 +12,7 @@ import pytest
 import bamkd
 from bamkd.cli import main
 from bamkd.errors import BamkdError
-from bamkd.inference import Predictor, read_inputs
+from bamkd.outputs.predict import Predictor, read_inputs
 
 TASKS = ["demo_sentiment", "demo_agreement", "demo_rating"]
 TEXTS = ["the film was good and the music was great", "a dull , boring story", "yes"]

@@ -16,8 +16,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bamkd.checkpoint import latest_checkpoint, list_checkpoints
 from bamkd.config import build_config
+from bamkd.runtime.checkpoint import latest_checkpoint, list_checkpoints
 from bamkd.train import train
 
 KILLER = textwrap.dedent(
@@ -29,7 +29,7 @@ KILLER = textwrap.dedent(
         os.kill(os.getpid(), signal.SIGKILL)
 
     if mode == "after_checkpoint":
-        import bamkd.checkpoint as ck
+        import bamkd.runtime.checkpoint as ck
         original = ck.save_checkpoint
         def patched(folder, *a, **k):
             original(folder, *a, **k)
@@ -37,7 +37,7 @@ KILLER = textwrap.dedent(
                 die()
         ck.save_checkpoint = patched
     elif mode == "during_checkpoint":
-        import bamkd.checkpoint as ck
+        import bamkd.runtime.checkpoint as ck
         original = ck.save_file
         def patched(tensors, path, metadata=None):
             if f"step-{n:08d}" in str(path) and "optimizer" in str(path):

@@ -14,8 +14,8 @@ import yaml
 import bamkd
 from bamkd.cli import main
 from bamkd.errors import ConfigError
-from bamkd.pipeline import load_experiment, run_experiment
-from bamkd.speed import SPEED_NAME
+from bamkd.experiments.pipeline import load_experiment, run_experiment
+from bamkd.experiments.speed import SPEED_NAME
 from bamkd.tiny import build_tiny_encoder
 
 SIZES = {"l2": {"keep_every": 2}, "l1": {"keep_layers": [3]}}

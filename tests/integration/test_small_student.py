@@ -20,10 +20,10 @@ from bamkd.cli import main
 from bamkd.config import build_config
 from bamkd.data import tokenizer_fingerprint
 from bamkd.errors import BamkdError, ConfigError
+from bamkd.evaluate import inference_speed
 from bamkd.fast_dropout import FastDropout
 from bamkd.model import MultiTaskModel, load_tokenizer
-from bamkd.predict import inference_speed
-from bamkd.stop import TrainingStopped
+from bamkd.runtime.stop import TrainingStopped
 from bamkd.teachers import read_teacher_predictions
 from bamkd.tiny import build_tiny_encoder
 from bamkd.train import fit, setup, train

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bamkd.devices import has_accelerator_device, make_accelerator
+from bamkd.runtime.devices import has_accelerator_device, make_accelerator
 
 
 def test_precision_can_change_between_runs_in_one_process():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bamkd.config import build_config
-from bamkd.exposure import task_exposure
+from bamkd.experiments.exposure import task_exposure
 
 
 @pytest.mark.parametrize("grouped", [False, True])

@@ -1,4 +1,7 @@
-"""The glibc mmap threshold that keeps memory flat under changing batch shapes (bamkd.heap)."""
+"""The glibc mmap threshold that keeps memory flat under changing batch shapes.
+
+Tests bamkd.runtime.heap.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,13 @@ import pytest
 
 from bamkd.config import build_config
 from bamkd.errors import ConfigError
-from bamkd.heap import is_glibc, set_mmap_threshold
+from bamkd.runtime.heap import is_glibc, set_mmap_threshold
 
 # Free one 8 MiB block, then ask for another: does the second come from its own mapping?
 # Each setting runs in a fresh interpreter because mallopt changes the whole process.
 PROBE = """
 import ctypes, sys
-from bamkd.heap import set_mmap_threshold
+from bamkd.runtime.heap import set_mmap_threshold
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in (

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import bamkd
-from bamkd import manifest as manifest_mod
 from bamkd.config import build_config
-from bamkd.manifest import (
+from bamkd.runtime import manifest as manifest_mod
+from bamkd.runtime.manifest import (
     MANIFEST_NAME,
     git_commit,
     package_versions,

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from bamkd.errors import ConfigError
-from bamkd.pipeline import (
+from bamkd.experiments.pipeline import (
     STUDENT_SEED_OFFSET,
     Experiment,
     Planner,
     load_experiment,
     plan_experiment,
 )
-from bamkd.variants import VARIANTS
+from bamkd.experiments.variants import VARIANTS
 
 
 def _plan(variants, seeds=(3,), **extra):

@@ -15,13 +15,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from bamkd import schedules, variants
+from bamkd import schedules
 from bamkd.cli import build_parser
 from bamkd.config import build_config
 from bamkd.errors import ConfigError
-from bamkd.inference import read_inputs
+from bamkd.experiments import variants
+from bamkd.experiments.report import write_experiment_report
 from bamkd.losses import gold_weight
-from bamkd.report import write_experiment_report
+from bamkd.outputs.predict import read_inputs
 from bamkd.tasks import load_task_yaml, read_split
 from bamkd.tasks.records import RECORD_FORMATS, detect_format
 from bamkd.tasks.records import markdown_list as formats_markdown

@@ -10,8 +10,14 @@ from types import SimpleNamespace
 import numpy as np
 from safetensors.numpy import save_file
 
-from bamkd.report import report_path, write_experiment_report
-from bamkd.speed import SPEED_NAME, SpeedSettings, measure_missing, read_speed, saved_size
+from bamkd.experiments.report import report_path, write_experiment_report
+from bamkd.experiments.speed import (
+    SPEED_NAME,
+    SpeedSettings,
+    measure_missing,
+    read_speed,
+    saved_size,
+)
 
 SETTINGS = {"batch_size": 64, "repeats": 3, "precision": "no", "threads": 1, "limit": None}
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bamkd.stats import Summary, mann_whitney, summarize
+from bamkd.experiments.stats import Summary, mann_whitney, summarize
 
 
 def test_summarize_by_hand() -> None:

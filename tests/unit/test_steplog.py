@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from bamkd.progress import step_bar
+from bamkd.runtime.progress import step_bar
 from bamkd.steplog import show
 
 RECORD = {"epoch": 0.5, "examples_per_s": 12.0, "loss": {"a": 0.25, "b": 1.5}}
@@ -22,7 +22,7 @@ def test_a_disabled_bar_takes_every_call_and_the_step_goes_to_the_log(monkeypatc
 
 
 def test_an_enabled_bar_shows_the_step_and_keeps_it_out_of_the_log(monkeypatch, caplog):
-    monkeypatch.setattr("bamkd.progress.bars_enabled", lambda main=True: True)
+    monkeypatch.setattr("bamkd.runtime.progress.bars_enabled", lambda main=True: True)
     bar = step_bar(10, 2, desc="train")
     assert not bar.disable
     with caplog.at_level(logging.INFO, logger="bamkd.steplog"):

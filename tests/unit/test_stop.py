@@ -1,4 +1,4 @@
-"""Stop requests (bamkd.stop): signals become a flag while training, handlers come back after."""
+"""Stop requests (bamkd.runtime.stop): signals set a flag while training, handlers return after."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bamkd.stop import StopRequests, TrainingStopped
+from bamkd.runtime.stop import StopRequests, TrainingStopped
 
 
 def test_signals_set_the_flag_and_a_second_ctrl_c_stops_at_once():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bamkd.errors import BamkdError
-from bamkd.storage import (
+from bamkd.runtime.storage import (
     RunLock,
     atomic_dir,
     atomic_path,
@@ -211,7 +211,7 @@ def test_output_folder_that_is_a_file(tmp_path: Path) -> None:
 
 
 def test_output_folder_read_only_or_not_writable(tmp_path: Path, monkeypatch) -> None:
-    import bamkd.storage as storage
+    import bamkd.runtime.storage as storage
 
     check_output_folder(tmp_path / "new" / "run", "output_dir")  # fine, and creates nothing
     assert not (tmp_path / "new").exists()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bamkd.errors import ConfigError, DataError
-from bamkd.submission import GLUE_SUBMISSION_NAMES, SubmissionReport, write_submission
+from bamkd.outputs.submission import GLUE_SUBMISSION_NAMES, SubmissionReport, write_submission
 
 MNLI_LABELS = ("contradiction", "entailment", "neutral")
 NLI2_LABELS = ("entailment", "not_entailment")

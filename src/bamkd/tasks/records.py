@@ -1,6 +1,6 @@
 """Records from text: the one reader of CSV, TSV and JSONL lines, and the registry of formats.
 
-Task files (`bamkd.tasks.readers`) and prediction inputs (`bamkd predict`, `bamkd.inference`)
+Task files (`bamkd.tasks.readers`) and prediction inputs (`bamkd predict`, `bamkd.outputs.predict`)
 read the same formats with the same rules: universal newlines only (a U+2028 inside a sentence
 does not split a row), tabs split TSV fields with quotes kept literal (GLUE text has stray
 quotes), CSV follows the csv module with quoted line breaks, JSONL holds one object per line.

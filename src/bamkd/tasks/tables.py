@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from bamkd.errors import DataError, excerpt, excerpt_list
-from bamkd.storage import file_digest
+from bamkd.runtime.storage import file_digest
 from bamkd.tasks.readers import Example, _layout, _Reader, has_labels, split_path
 from bamkd.tasks.spec import TaskSpec
 

@@ -17,7 +17,7 @@ import numpy as np
 from bamkd.config import RunConfig
 from bamkd.data import load_training_split
 from bamkd.model import load_tokenizer
-from bamkd.runs import task_specs
+from bamkd.runtime.runs import task_specs
 from bamkd.sampling import BatchPlan, make_task_weighting
 
 

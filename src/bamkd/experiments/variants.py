@@ -4,7 +4,7 @@ Everything that lists variants reads `VARIANTS`: an experiment's ``variants`` an
 checked against it, the report takes its row labels and row order from it (registry order), and
 the README's variants table is generated from it (`markdown_table`, kept current by a test).
 Adding a variant is one entry here: a plan function that adds its runs through the `Planner`'s
-building blocks (`bamkd.pipeline`).
+building blocks (`bamkd.experiments.pipeline`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bamkd.pipeline import Planner
+    from bamkd.experiments.pipeline import Planner
 
 
 @dataclass(frozen=True)

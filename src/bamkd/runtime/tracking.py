@@ -35,7 +35,7 @@ class MetricLog:
             if record.get("step", 0) > step:
                 break
             kept.append(line)
-        from bamkd.storage import write_text
+        from bamkd.runtime.storage import write_text
 
         write_text(self.path, "".join(f"{line}\n" for line in kept))
 

@@ -36,10 +36,10 @@ import torch
 
 from bamkd import __version__
 from bamkd.errors import BamkdError
-from bamkd.inference import default_max_length
 from bamkd.model import MultiTaskModel, load_tokenizer, model_folder
-from bamkd.runs import CONFIG_NAME, MODEL_DIR, load_run_config
-from bamkd.storage import atomic_dir, write_json, write_text
+from bamkd.outputs.predict import default_max_length
+from bamkd.runtime.runs import CONFIG_NAME, MODEL_DIR, load_run_config
+from bamkd.runtime.storage import atomic_dir, write_json, write_text
 from bamkd.tasks import TaskSpec
 
 log = logging.getLogger(__name__)

@@ -25,8 +25,8 @@ from typing import Any
 from bamkd.config import RunConfig
 from bamkd.data import file_digest
 from bamkd.errors import BamkdError
-from bamkd.runs import task_specs
-from bamkd.storage import read_json, write_json
+from bamkd.runtime.runs import task_specs
+from bamkd.runtime.storage import read_json, write_json
 from bamkd.tasks.tables import digest_files, hub_fingerprint, location_files, table_location
 
 log = logging.getLogger(__name__)
@@ -93,9 +93,10 @@ def build_run_manifest(
 
 def teacher_seeds(cfg: RunConfig) -> dict[str, list[int | None]]:
     """Per task, the train.seed of each teacher run (null where its config cannot be read), so
-    a student's seed can be checked against its teachers' (bamkd.pipeline.STUDENT_SEED_OFFSET)."""
+    a student's seed can be checked against its teachers'
+    (bamkd.experiments.pipeline.STUDENT_SEED_OFFSET)."""
     from bamkd.config import load_yaml
-    from bamkd.runs import CONFIG_NAME
+    from bamkd.runtime.runs import CONFIG_NAME
 
     seeds: dict[str, list[int | None]] = {}
     for task, runs in cfg.distill.teachers.items():

@@ -5,7 +5,7 @@ average, Mann-Whitney U tests of BAM against Single and Multi, the task-combinat
 model's size, training time and inference speed beside its quality, a per-task comparison plot
 and training curves (lambda, learning rate, per-task losses). For a single run: its training
 curves and dev metrics. Everything is written atomically as CSV, markdown and PNG. A smaller
-student has one row per size (``BAM small (l3)``): rows are keyed by `bamkd.variants.row_key`.
+student has one row per size (``BAM small (l3)``): rows are keyed by `bamkd.experiments.variants.row_key`.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from bamkd.metrics import task_score
-from bamkd.runs import DEV_METRICS_NAME, PLAN_NAME, is_finished, training_seconds
-from bamkd.speed import SpeedSettings, measure_missing, read_speed, saved_size
-from bamkd.stats import mann_whitney, summarize
-from bamkd.storage import atomic_path, read_json, write_text
-from bamkd.tracking import read_metrics
-from bamkd.variants import TABLE_ORDER, VARIANTS, is_pairs, row_key, row_label, variant_label
+from bamkd.runtime.runs import DEV_METRICS_NAME, PLAN_NAME, is_finished, training_seconds
+from bamkd.experiments.speed import SpeedSettings, measure_missing, read_speed, saved_size
+from bamkd.experiments.stats import mann_whitney, summarize
+from bamkd.runtime.storage import atomic_path, read_json, write_text
+from bamkd.runtime.tracking import read_metrics
+from bamkd.experiments.variants import TABLE_ORDER, VARIANTS, is_pairs, row_key, row_label, variant_label
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def collect_scores(runs: Sequence[Any]) -> dict[str, dict[str, dict[int, float]]
     """scores[row][task][seed] = task score (fraction) from each finished run's dev metrics.
 
     ``runs`` are planned runs (id, variant, tasks, seed, folder, optionally size); the row is
-    the variant, or ``variant/size`` for a smaller student (`bamkd.variants.row_key`).
+    the variant, or ``variant/size`` for a smaller student (`bamkd.experiments.variants.row_key`).
     """
     scores: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for run in runs:
@@ -273,7 +273,7 @@ def _size_speed_table(
     runs: Sequence[Any], averages: dict[str, dict[int, float]], sizes: Sequence[str]
 ) -> list[str]:
     """Quality beside cost, per row: what serving every task takes (models, layers, parameters),
-    what training took, and dev examples/s from the runs' stored measurements (bamkd.speed).
+    what training took, and dev examples/s from the runs' stored measurements (bamkd.experiments.speed).
 
     Per seed, a row's runs add up (Single: one model per task); the table shows the median over
     seeds. A seed with an unmeasured run has no speed, and a row without a measured seed shows a
@@ -408,12 +408,12 @@ def _speed_settings_note(settings: list[dict], unmeasured: bool) -> str:
 def _exposure_table(runs: Sequence[Any], tasks: Sequence[str], sizes: Sequence[str]) -> list[str]:
     """Passes over each task's data and steps that see it, per variant (its first seed's runs).
 
-    Computed from each run's saved config and batch plan (bamkd.exposure); a run whose data
+    Computed from each run's saved config and batch plan (bamkd.experiments.exposure); a run whose data
     or tokenizer cannot be read here is left out with a note, never failing the report.
     """
     from bamkd.config import RunConfig, from_dict, load_yaml
-    from bamkd.exposure import task_exposure
-    from bamkd.runs import CONFIG_NAME
+    from bamkd.experiments.exposure import task_exposure
+    from bamkd.runtime.runs import CONFIG_NAME
 
     cells: dict[str, dict[str, str]] = defaultdict(dict)
     first_seed: dict[str, int] = {}

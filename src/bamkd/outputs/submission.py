@@ -6,24 +6,27 @@ prediction being the label string for classification and the score for STS-B. Th
 test-set predictions into exactly that, and reports which of the official files are missing rather
 than inventing them. Files are written atomically so an interrupted run never leaves a half file
 that looks complete.
+
+`submit` predicts the test sets with finished runs (through `bamkd.evaluate.LoadedRun`) and
+writes the files; `write_submission` writes them from predictions made elsewhere.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bamkd.errors import ConfigError, DataError
-from bamkd.storage import atomic_path, write_text
-
-if TYPE_CHECKING:
-    from bamkd.tasks.spec import TaskSpec
+from bamkd.data import load_encoded
+from bamkd.errors import BamkdError, ConfigError, DataError
+from bamkd.evaluate import LoadedRun, to_predictions
+from bamkd.runtime.storage import atomic_path, write_text
+from bamkd.tasks import GLUE_TASKS, TaskSpec, glue_task, read_split
 
 logger = logging.getLogger(__name__)
 
@@ -300,4 +303,80 @@ def write_submission(
         logger.warning("GLUE submission is missing %s", ", ".join(missing))
     return SubmissionReport(
         written=[path.name for path in paths], missing=missing, archive=archive, notes=notes
+    )
+
+
+def submit(
+    runs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    glue_dir: str | None = None,
+    wnli_policy: str = "majority",
+) -> SubmissionReport:
+    """GLUE test-set submission from one or several runs (each task from the first run with it).
+
+    AX is predicted with the MNLI head when a run has one. The WNLI majority class is read from
+    its training file.
+    """
+    predictions: dict[str, dict[str, np.ndarray]] = {}
+    ids: dict[str, dict[str, list[str]]] = {}
+    specs: dict[str, TaskSpec] = {}
+    data_dir = glue_dir
+    glue: Callable[[str], TaskSpec] | None = None
+    for run_dir in runs:
+        run = LoadedRun(run_dir)
+        data_dir = data_dir or run.cfg.data.glue_dir
+        if glue is None:  # GLUE tasks a run lacks (AX, WNLI) come from the first run's source
+            d = run.cfg.data
+            glue = functools.partial(glue_task, source=d.glue_source, dataset=d.glue_dataset)
+        wanted = [n for n in run.specs if n not in predictions]
+        if "mnli" in run.specs and "ax" not in predictions:
+            wanted.append("ax")
+        for name in wanted:
+            spec = run.specs.get(name) or glue(name)
+            head = spec.head_task or name
+            predictions[name], ids[name], specs[name] = {}, {}, spec
+            for split in spec.test_splits:
+                try:
+                    enc = (
+                        run.encode(spec, split)
+                        if data_dir == run.cfg.data.glue_dir
+                        else load_encoded(
+                            spec,
+                            split,
+                            run.tokenizer,
+                            run.cfg.data.max_seq_length,
+                            data_dir=data_dir,
+                            cache_dir=run.cfg.data.cache_dir,
+                        )
+                    )
+                except BamkdError as exc:
+                    logger.warning("no test predictions for %s/%s: %s", name, split, exc)
+                    continue
+                out = run.outputs(enc, head, desc=f"test {name}/{split}")
+                predictions[name][split] = to_predictions(spec, out)
+                ids[name][split] = enc.ids
+            if not predictions[name]:
+                del predictions[name], ids[name], specs[name]
+    majority = None
+    if wnli_policy == "majority":
+        wnli = glue("wnli") if glue is not None else GLUE_TASKS["wnli"]
+        try:
+            labels = [ex.label for ex in read_split(wnli, "train", data_dir)]
+            majority = int(np.bincount(np.array(labels, dtype=np.int64)).argmax())
+            specs.setdefault("wnli", wnli)
+            if "wnli" not in ids:
+                test = read_split(wnli, "test", data_dir)
+                ids["wnli"] = {"test": [ex.id for ex in test]}
+                predictions["wnli"] = {"test": np.full(len(test), majority)}
+        except BamkdError as exc:
+            logger.warning("WNLI majority class unavailable (%s); WNLI is left out", exc)
+            wnli_policy = "skip"
+    return write_submission(
+        predictions,
+        specs,
+        Path(out_dir),
+        wnli_policy=wnli_policy,
+        wnli_majority_label=majority,
+        example_ids=ids,
     )

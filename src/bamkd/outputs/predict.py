@@ -31,8 +31,8 @@ from bamkd.data import ExampleStore, encode_examples, padding_settings
 from bamkd.errors import BamkdError, DataError, excerpt_list
 from bamkd.evaluate import predict_outputs
 from bamkd.model import MultiTaskModel, load_tokenizer, model_folder
-from bamkd.progress import progress_bar
-from bamkd.runs import CONFIG_NAME, MODEL_DIR, load_run_config
+from bamkd.runtime.progress import progress_bar
+from bamkd.runtime.runs import CONFIG_NAME, MODEL_DIR, load_run_config
 from bamkd.tasks import Example, TaskSpec
 from bamkd.tasks.records import (
     RECORD_FORMATS,

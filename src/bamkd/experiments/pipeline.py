@@ -6,7 +6,7 @@ runs are skipped and unfinished ones resume from their last checkpoint, so a sto
 continues where it stopped. Teacher predictions are written on demand by the students' setup.
 Runs of chosen variants can be reused from another experiment folder (``reuse_from``: hours of
 teachers trained once), when they were trained with the settings this experiment would use.
-After training, each finished run's inference speed is measured once (bamkd.speed).
+After training, each finished run's inference speed is measured once (bamkd.experiments.speed).
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from bamkd.config import (
     resolve_paths,
 )
 from bamkd.errors import BamkdError, ConfigError, excerpt
-from bamkd.runs import CONFIG_NAME, PLAN_NAME, is_finished
-from bamkd.speed import SpeedSettings, measure_missing
-from bamkd.stop import TrainingStopped
-from bamkd.storage import write_text
-from bamkd.variants import VARIANTS, is_pairs, is_sized
+from bamkd.runtime.runs import CONFIG_NAME, PLAN_NAME, is_finished
+from bamkd.experiments.speed import SpeedSettings, measure_missing
+from bamkd.runtime.stop import TrainingStopped
+from bamkd.runtime.storage import write_text
+from bamkd.experiments.variants import VARIANTS, is_pairs, is_sized
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Experiment:
     reuse: list[str] = field(default_factory=lambda: ["single"])
     """Variants whose runs come from ``reuse_from`` (default: the Single runs, the teachers)."""
     speed: SpeedSettings = field(default_factory=SpeedSettings)
-    """How each finished run's inference speed is measured after training (bamkd.speed)."""
+    """How each finished run's inference speed is measured after training (bamkd.experiments.speed)."""
     source: str | None = None
 
     def __post_init__(self) -> None:
@@ -409,7 +409,7 @@ def run_experiment(
         # After all training, so no run waits for it; every run of this sitting without a
         # measurement, older and reused runs included (their folders get a speed.json).
         measure_missing([r.folder for r in runs], exp.speed)
-    from bamkd.report import report_path
+    from bamkd.experiments.report import report_path
 
     report_lines = report_path(root)
     if exp.submit:
@@ -526,7 +526,7 @@ def _settings_diff(there: dict, here: dict, prefix: str = "") -> dict[str, tuple
 def _check_inputs(exp: Experiment, runs: list[PlannedRun]) -> None:
     """Check the experiment folder and every unfinished run's inputs (tasks, data files, model
     folder, max_seq_length for the tokenizer) before the experiment folder is created."""
-    from bamkd.storage import check_output_folder
+    from bamkd.runtime.storage import check_output_folder
     from bamkd.train import check_run_inputs
 
     try:
@@ -549,7 +549,7 @@ def _write_plan(root: Path, exp: Experiment, runs: list[PlannedRun]) -> None:
     A long study is run in pieces (``--only``, ``seeds=[0]`` for the smaller studies), and the
     report reads plan.json, so a sitting that planned fewer runs must not drop the others.
     """
-    from bamkd.storage import read_json, write_json
+    from bamkd.runtime.storage import read_json, write_json
 
     entries = [
         {
@@ -602,7 +602,7 @@ def _write_submissions(exp: Experiment, runs: list[PlannedRun]) -> list[str]:
     multi``, or the test files are missing) is a warning line, not a failure: the training this
     command did succeeded.
     """
-    from bamkd.predict import submit
+    from bamkd.outputs.submission import submit
 
     lines = []
     seed = exp.seeds[0]

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from bamkd.errors import BamkdError
-from bamkd.storage import atomic_dir
+from bamkd.runtime.storage import atomic_dir
 
 log = logging.getLogger(__name__)
 

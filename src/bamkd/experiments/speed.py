@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bamkd.errors import BamkdError, ConfigError
-from bamkd.storage import read_json, write_json
+from bamkd.runtime.storage import read_json, write_json
 from bamkd.student import LAYER_COUNT_KEYS
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def measure_run(run_dir: str | Path, settings: SpeedSettings) -> dict[str, Any]:
     student and the single-task teachers it replaces are timed on the same dev examples.
     """
     from bamkd import __version__
-    from bamkd.predict import LoadedRun, inference_speed
+    from bamkd.evaluate import LoadedRun, inference_speed
 
     run_dir = Path(run_dir)
     with _threads(settings.threads) as threads:
@@ -175,7 +175,7 @@ def measure_missing(folders: list[Path], settings: SpeedSettings) -> list[Path]:
     A run that cannot be measured (its data moved, say) is logged and skipped: the report shows
     a dash for it, and the training that succeeded is not failed for it.
     """
-    from bamkd.runs import is_finished
+    from bamkd.runtime.runs import is_finished
 
     measured = []
     todo = [f for f in folders if is_finished(f) and not _measured_with(read_speed(f), settings)]

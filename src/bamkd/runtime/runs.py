@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bamkd.config import DataConfig, RunConfig, from_dict, load_yaml
 from bamkd.errors import BamkdError
-from bamkd.storage import read_json
+from bamkd.runtime.storage import read_json
 from bamkd.tasks import GLUE_TASKS, TaskSpec, get_task, glue_task, load_task_yaml
 
 CONFIG_NAME = "config.yaml"
