@@ -400,7 +400,7 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
 
 def _coerce(tp: Any, value: Any, key: str) -> Any:
     origin, args = get_origin(tp), get_args(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return from_dict(tp, value or {}, key)
     if origin is Literal:
         return _one_of(value, args, key)

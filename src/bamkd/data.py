@@ -31,6 +31,8 @@ from bamkd.tasks.readers import split_path
 from bamkd.tasks.spec import TABLE_FORMATS
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
     from bamkd.config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,11 @@ def content_hash(ex: Example) -> int:
 
 
 def encode_examples(
-    examples: Sequence[Example], tokenizer, max_length: int, task: str, split: str
+    examples: Sequence[Example],
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    task: str,
+    split: str,
 ) -> Encoded:
     """Tokenize ``[CLS] a [SEP] b [SEP]`` with longest-first truncation, in fast batches."""
     texts_a = [ex.text_a for ex in examples]
@@ -129,7 +135,7 @@ def encode_examples(
     )
 
 
-def tokenizer_fingerprint(tokenizer) -> str:
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     """Hash of the tokenizer's full definition (vocabulary, normaliser, special tokens)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
@@ -158,7 +164,7 @@ def split_fingerprint(spec: TaskSpec, split: str, data_dir: str | Path | None) -
 def load_encoded(
     spec: TaskSpec,
     split: str,
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     max_length: int,
     *,
     data_dir: str | Path | None,
@@ -193,7 +199,9 @@ def load_encoded(
     return encoded
 
 
-def load_training_split(spec: TaskSpec, data: DataConfig, tokenizer) -> Encoded:
+def load_training_split(
+    spec: TaskSpec, data: DataConfig, tokenizer: PreTrainedTokenizerBase
+) -> Encoded:
     """A task's training split as a run with ``data`` trains on it (limit, doubling, cache)."""
     return load_encoded(
         spec,
@@ -234,7 +242,7 @@ def _read_cache(path: Path, task: str, split: str) -> Encoded:
     return enc
 
 
-def padding_settings(tokenizer) -> tuple[int, bool]:
+def padding_settings(tokenizer: PreTrainedTokenizerBase) -> tuple[int, bool]:
     """(pad token id, whether the encoder takes token_type_ids): what `ExampleStore` and the
     evaluation and prediction paths need from a tokenizer. A tokenizer without a pad token pads
     with 0 (its rows are masked out by the attention mask anyway)."""

@@ -10,6 +10,8 @@ alone and gains from the others. Labels carry some noise, so teachers are good, 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -78,8 +80,23 @@ def _contrast(rng: random.Random) -> tuple[list[str], str]:
     return [a, b], "entailment" if sign_a == sign_b else "not_entailment"
 
 
+@dataclass(frozen=True)
+class DemoTask:
+    """One demo task: how its rows are made, how many per split, and its task-file fields."""
+
+    make: Callable[[random.Random], tuple[list[str], str]]
+    sizes: tuple[int, int, int]
+    """Rows of train, dev and test."""
+    text_columns: list[str]
+    metrics: list[str]
+    symmetric: bool
+    label_names: list[str] | None = None
+    """Class names; None for the regression task."""
+    regression_range: list[float] | None = None
+
+
 TASKS = {
-    "demo_sentiment": dict(
+    "demo_sentiment": DemoTask(
         make=_sentiment,
         sizes=(800, 200, 100),
         text_columns=["sentence"],
@@ -87,7 +104,7 @@ TASKS = {
         metrics=["accuracy"],
         symmetric=False,
     ),
-    "demo_agreement": dict(
+    "demo_agreement": DemoTask(
         make=_agreement,
         sizes=(500, 200, 100),
         text_columns=["sentence1", "sentence2"],
@@ -95,7 +112,7 @@ TASKS = {
         metrics=["f1", "accuracy"],
         symmetric=True,
     ),
-    "demo_rating": dict(
+    "demo_rating": DemoTask(
         make=_rating,
         sizes=(500, 200, 100),
         text_columns=["sentence"],
@@ -103,7 +120,7 @@ TASKS = {
         metrics=["pearson", "spearman"],
         symmetric=False,
     ),
-    "demo_contrast": dict(
+    "demo_contrast": DemoTask(
         make=_contrast,
         sizes=(120, 200, 100),
         text_columns=["sentence1", "sentence2"],
@@ -121,35 +138,35 @@ def write_demo_suite(folder: str | Path, seed: int = 0) -> list[Path]:
     """Write the four demo tasks (TSV data + task YAML) to ``folder``; returns the YAML paths."""
     folder = Path(folder)
     yamls = []
-    for t_index, (name, info) in enumerate(TASKS.items()):
+    for t_index, (name, task) in enumerate(TASKS.items()):
         rng = random.Random(seed * 1000 + t_index)
         files = {}
-        for split, size in zip(("train", "dev", "test"), info["sizes"]):
-            cols = ["id", *info["text_columns"]] + (["label"] if split != "test" else [])
+        for split, size in zip(("train", "dev", "test"), task.sizes):
+            cols = ["id", *task.text_columns] + (["label"] if split != "test" else [])
             lines = ["\t".join(cols)]
             for i in range(size):
-                texts, label = info["make"](rng)
-                if "label_names" in info and split != "test" and rng.random() < NOISE:
-                    label = rng.choice(info["label_names"])
+                texts, label = task.make(rng)
+                if task.label_names is not None and split != "test" and rng.random() < NOISE:
+                    label = rng.choice(task.label_names)
                 row = [str(i), *texts] + ([label] if split != "test" else [])
                 lines.append("\t".join(row))
             path = folder / name / f"{split}.tsv"
             write_text(path, "\n".join(lines) + "\n")
             files[split] = f"{name}/{split}.tsv"
-        spec = {
+        spec: dict[str, object] = {
             "name": name,
             "format": "tsv",
             "files": files,
-            "text_columns": info["text_columns"],
+            "text_columns": task.text_columns,
             "label_column": "label",
             "id_column": "id",
-            "metrics": info["metrics"],
-            "symmetric": info["symmetric"],
+            "metrics": task.metrics,
+            "symmetric": task.symmetric,
         }
-        if "label_names" in info:
-            spec["label_names"] = info["label_names"]
+        if task.label_names is not None:
+            spec["label_names"] = task.label_names
         else:
-            spec["regression_range"] = info["regression_range"]
+            spec["regression_range"] = task.regression_range
         yaml_path = folder / f"{name}.yaml"
         write_text(yaml_path, yaml.safe_dump(spec, sort_keys=False))
         yamls.append(yaml_path)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,6 +34,9 @@ from bamkd.runtime.runs import DEV_METRICS_NAME, load_run_config
 from bamkd.runtime.storage import write_json
 from bamkd.tasks import TaskSpec
 
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
 log = logging.getLogger(__name__)
 
 
@@ -45,7 +49,7 @@ def predict_outputs(
     pad_id: int,
     use_token_types: bool,
     batch_size: int = 128,
-    accelerator=None,
+    accelerator: Accelerator | None = None,
     desc: str | None = None,
 ) -> np.ndarray:
     """Raw head outputs for every row of ``enc``: logits [n, C] or [0, 1] scores [n].
@@ -79,11 +83,12 @@ def predict_outputs(
         with ctx:
             out = raw(**inputs)[head]
         outputs.append(out.float().cpu())
-    width = raw.heads[head].out_features
+    width = raw.tasks_by_name[head].num_outputs  # the head's width
     result = torch.cat(outputs) if outputs else torch.zeros(0, width)
     if result.ndim == 1:
         result = result[:, None]
     if world > 1:
+        assert accelerator is not None  # several processes come only with an accelerator
         # Pad every share to the same length so the all-gather is a plain tensor gather, and
         # carry the row indices along to put each output back in its place exactly once.
         padded = torch.zeros(per_rank, result.shape[1])
@@ -119,7 +124,7 @@ def evaluate(
     pad_id: int,
     use_token_types: bool,
     batch_size: int = 128,
-    accelerator=None,
+    accelerator: Accelerator | None = None,
 ) -> dict[str, dict[str, float]]:
     """Metrics per task on its evaluation splits: ``{task: {metric: value}}``."""
     results: dict[str, dict[str, float]] = {}
@@ -149,7 +154,12 @@ def evaluate(
 class LoadedRun:
     """A finished run's model, tokenizer, config and task specs, ready for inference."""
 
-    def __init__(self, run_dir: str | Path, accelerator=None, mixed_precision: str | None = None):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        accelerator: Accelerator | None = None,
+        mixed_precision: str | None = None,
+    ):
         self.run_dir = Path(run_dir)
         self.cfg = load_run_config(self.run_dir)
         self.folder = model_folder(self.run_dir)

@@ -47,6 +47,8 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
 class _MaskedScale(torch.autograd.Function):
     """x * mask / (1 - p), with the boolean mask saved for the backward pass (as ATen does)."""
 
+    # torch types Function.forward/backward as (ctx, *args, **kwargs); naming the arguments, as
+    # torch's own examples do, narrows that signature, hence the override ignores.
     @staticmethod
     def forward(ctx, x: torch.Tensor, p: float) -> torch.Tensor:  # type: ignore[override]
         mask = keep_mask(x.shape, p, x.device)
@@ -125,10 +127,9 @@ def install_fast_dropout(model: nn.Module) -> int:
                 swapped += 1
     for sub in model.modules():
         config = getattr(sub, "config", None)
-        if getattr(config, "_attn_implementation", None) in ("sdpa", "eager") and hasattr(
-            sub, "set_attn_implementation"
-        ):
+        set_attention = getattr(sub, "set_attn_implementation", None)
+        if getattr(config, "_attn_implementation", None) in ("sdpa", "eager") and set_attention:
             _register_attention()
-            sub.set_attn_implementation(ATTENTION_NAME)
+            set_attention(ATTENTION_NAME)
             log.debug("attention of %s routed through %s", type(sub).__name__, ATTENTION_NAME)
     return swapped

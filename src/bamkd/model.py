@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -22,8 +22,16 @@ from torch import nn
 from bamkd.errors import BamkdError, ConfigError, excerpt
 from bamkd.packing import block_diagonal_mask
 from bamkd.runtime.storage import atomic_dir
-from bamkd.student import choose_layers, keep_encoder_layers, layer_count_key
+from bamkd.student import (
+    checked_layer_choice,
+    choose_layers,
+    keep_encoder_layers,
+    layer_count_key,
+)
 from bamkd.tasks import TaskSpec
+
+if TYPE_CHECKING:  # transformers is imported where it is used (its import is slow)
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +155,7 @@ def load_encoder(
     *,
     keep_layers: Sequence[int] | None = None,
     keep_every: int | None = None,
-) -> nn.Module:
+) -> PreTrainedModel:
     """A pretrained encoder through ``AutoModel`` (weights included).
 
     ``dropout`` replaces every dropout rate the encoder's config has (None keeps them).
@@ -181,7 +189,39 @@ def load_encoder(
     return keep_encoder_layers(encoder, chosen)
 
 
-def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+def check_encoder_layers(
+    name_or_path: str,
+    keep_layers: Sequence[int] | None,
+    keep_every: int | None,
+    trust_remote_code: bool = False,
+) -> list[int] | None:
+    """Check a layer choice against the encoder's config, before any weight is loaded.
+
+    Reads only ``config.json`` and builds the architecture on the meta device (no memory, no
+    weights), so runs can refuse a bad choice before they create anything.
+
+    Returns:
+        The kept layer indices, or None when no choice is made.
+
+    Raises:
+        ConfigError: naming the key, the encoder's layer count or why it cannot be cut.
+    """
+    if keep_layers is None and keep_every is None:
+        return None
+    from transformers import AutoConfig, AutoModel
+
+    path = resolve_model_path(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:300]
+        raise ConfigError(f"cannot read the config of encoder '{name_or_path}': {reason}") from None
+    with torch.device("meta"):
+        skeleton = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+    return checked_layer_choice(skeleton, keep_layers, keep_every)
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     path = resolve_model_path(name_or_path)
@@ -200,7 +240,7 @@ class MultiTaskModel(nn.Module):
 
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: PreTrainedModel,
         tasks: Sequence[TaskSpec],
         *,
         pooling: str = "pooler",
@@ -221,10 +261,11 @@ class MultiTaskModel(nn.Module):
                 "set model.pooling=cls or model.pooling=mean"
             )
         self.dropout = nn.Dropout(dropout)
-        self.heads = nn.ModuleDict({t.name: nn.Linear(hidden, t.num_outputs) for t in self.tasks})
-        for head in self.heads.values():
+        heads = {t.name: nn.Linear(hidden, t.num_outputs) for t in self.tasks}
+        for head in heads.values():
             nn.init.trunc_normal_(head.weight, std=0.02)
             nn.init.zeros_(head.bias)
+        self.heads = nn.ModuleDict(heads)
 
     @property
     def num_layers(self) -> int:
@@ -352,7 +393,9 @@ class MultiTaskModel(nn.Module):
             "regression_head": self.regression_head,
         }
 
-    def save_pretrained(self, folder: str | Path, tokenizer=None) -> None:
+    def save_pretrained(
+        self, folder: str | Path, tokenizer: PreTrainedTokenizerBase | None = None
+    ) -> None:
         """Write weights, encoder config, tokenizer and task specs to ``folder`` atomically."""
         with atomic_dir(folder) as tmp:
             state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}

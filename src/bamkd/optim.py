@@ -135,6 +135,7 @@ class BertAdamW(torch.optim.Optimizer):
             and all(
                 p.device.type in ("cpu", "cuda")
                 and p.dtype in (torch.float32, torch.bfloat16, torch.float16)
+                and p.grad is not None  # always, as step passes only parameters with grads
                 and not p.grad.is_sparse
                 for p in params
             )
@@ -142,6 +143,8 @@ class BertAdamW(torch.optim.Optimizer):
         )
 
     @torch.no_grad()
+    # torch types step as two overloads (closure or none); one body serving both, as torch's own
+    # optimizers have, cannot match them for mypy.
     def step(self, closure=None):  # type: ignore[override]
         loss = closure() if closure is not None else None
         for group in self.param_groups:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ class LogWindow:
 
     def record(
         self,
-        accelerator: Any,
+        accelerator: Accelerator,
         *,
         epoch: float,
         lr: float,

@@ -21,7 +21,7 @@ import copy
 import logging
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bamkd.errors import ConfigError
 
@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # torch is imported where it is used: config.py imports this 
     from torch import nn
 
 log = logging.getLogger(__name__)
+
+Encoder = TypeVar("Encoder", bound="nn.Module")
 
 LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layers", "num_layers", "n_layer")
 """Config attributes that hold the layer count in the common encoder families."""
@@ -120,44 +122,11 @@ def check_layer_choice(keep_layers: Sequence[int] | None, keep_every: int | None
         )
 
 
-def check_encoder_layers(
-    name_or_path: str,
-    keep_layers: Sequence[int] | None,
-    keep_every: int | None,
-    trust_remote_code: bool = False,
-) -> list[int] | None:
-    """Check a layer choice against the encoder's config, before any weight is loaded.
-
-    Reads only ``config.json`` and builds the architecture on the meta device (no memory, no
-    weights), so runs can refuse a bad choice before they create anything.
-
-    Returns:
-        The kept layer indices, or None when no choice is made.
-
-    Raises:
-        ConfigError: naming the key, the encoder's layer count or why it cannot be cut.
-    """
-    if keep_layers is None and keep_every is None:
-        return None
-    import torch
-    from transformers import AutoConfig, AutoModel
-
-    from bamkd.model import resolve_model_path
-
-    path = resolve_model_path(name_or_path)
-    try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        reason = " ".join(str(exc).split())[:300]
-        raise ConfigError(f"cannot read the config of encoder '{name_or_path}': {reason}") from None
-    with torch.device("meta"):
-        skeleton = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
-    return _checked_choice(skeleton, keep_layers, keep_every)
-
-
-def _checked_choice(
+def checked_layer_choice(
     encoder: nn.Module, keep_layers: Sequence[int] | None, keep_every: int | None
 ) -> list[int] | None:
+    """The layers a choice keeps of this encoder (None: no choice), or the reason it cannot be
+    cut (`bamkd.model.check_encoder_layers` passes a weightless skeleton)."""
     num_layers = getattr(encoder.config, layer_count_key(encoder.config))
     chosen = choose_layers(keep_layers, keep_every, num_layers)
     if chosen is not None and layer_list_path(encoder) is None:
@@ -173,7 +142,7 @@ def _checked_choice(
     return chosen
 
 
-def keep_encoder_layers(encoder: nn.Module, keep: Sequence[int]) -> nn.Module:
+def keep_encoder_layers(encoder: Encoder, keep: Sequence[int]) -> Encoder:
     """A new encoder of the same class holding only layers ``keep`` (in that order).
 
     The config's layer count is set to ``len(keep)``; every other weight (embeddings, pooler,
@@ -181,7 +150,7 @@ def keep_encoder_layers(encoder: nn.Module, keep: Sequence[int]) -> nn.Module:
     The result is built from its config, so it is what ``AutoModel.from_pretrained`` makes of
     the folder it is saved to (layers numbered 0..k-1, as attention caches expect).
     """
-    chosen = _checked_choice(encoder, keep, None)
+    chosen = checked_layer_choice(encoder, keep, None)
     assert chosen is not None
     path = layer_list_path(encoder)
     assert path is not None

@@ -11,12 +11,16 @@ import hashlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bamkd.data import tokenizer_fingerprint
 from bamkd.errors import BamkdError
 from bamkd.evaluate import LoadedRun
 from bamkd.model import WEIGHTS_NAME
 from bamkd.teachers import write_teacher_predictions
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 
 def _weights_digest(folder: Path) -> str:
@@ -27,7 +31,9 @@ def _weights_digest(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def teach(run_dir: str | Path, tasks: Sequence[str] | None = None, accelerator=None) -> list[Path]:
+def teach(
+    run_dir: str | Path, tasks: Sequence[str] | None = None, accelerator: Accelerator | None = None
+) -> list[Path]:
     """Write the run's predictions on its own training sets (swapped copies included).
 
     In-sample predictions, as in the paper (no cross-validation). One file per task.

@@ -66,12 +66,13 @@ def build_tiny_encoder(
     """
     import torch
     from safetensors.torch import save_file
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel, BertTokenizer
 
     from bamkd.demo import DEMO_WORDS
 
     vocab = tiny_vocab(DEMO_WORDS) if words is None else tiny_vocab(words, common_words=False)
-    tokenizer = BertTokenizerFast(vocab=vocab)
+    # transformers 5 has one BERT tokenizer class, the fast one (BertTokenizerFast is an alias).
+    tokenizer = BertTokenizer(vocab=vocab)
     config = BertConfig(
         vocab_size=len(vocab),
         hidden_size=hidden,

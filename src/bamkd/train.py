@@ -25,7 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -52,6 +52,7 @@ from bamkd.fast_dropout import install_fast_dropout
 from bamkd.losses import TaskTraining, batch_loss, gold_weights, loss_scale
 from bamkd.model import (
     MultiTaskModel,
+    check_encoder_layers,
     check_model_source,
     init_from,
     load_encoder,
@@ -84,9 +85,12 @@ from bamkd.runtime.storage import (
 from bamkd.runtime.tracking import MetricLog
 from bamkd.sampling import BatchPlan, make_task_weighting, shard, split_micro
 from bamkd.steplog import LogWindow, show
-from bamkd.student import check_encoder_layers
 from bamkd.tasks import TaskSpec, check_split_file
 from bamkd.teachers import check_teacher_tasks, read_teacher_predictions, teacher_targets
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +120,8 @@ class Context:
 
     cfg: RunConfig
     run_dir: Path
-    accelerator: Any
-    tokenizer: Any
+    accelerator: Accelerator
+    tokenizer: PreTrainedTokenizerBase
     model: torch.nn.Module
     raw_model: MultiTaskModel
     optimizer: torch.optim.Optimizer
@@ -155,7 +159,7 @@ class Context:
 # --------------------------------------------------------------------------------------------
 
 
-def _accelerator(cfg: RunConfig, trackers: list[str] | None = None):
+def _accelerator(cfg: RunConfig, trackers: list[str] | None = None) -> Accelerator:
     from accelerate.utils import DistributedDataParallelKwargs
 
     # Heads always run, but the pooler is unused with cls/mean pooling.
@@ -200,7 +204,12 @@ def _config_diff(a: dict, b: dict, prefix: str = "") -> dict[str, tuple]:
     return diff
 
 
-def _load_data(cfg: RunConfig, specs: dict[str, TaskSpec], tokenizer, accelerator):
+def _load_data(
+    cfg: RunConfig,
+    specs: dict[str, TaskSpec],
+    tokenizer: PreTrainedTokenizerBase,
+    accelerator: Accelerator,
+):
     d = cfg.data
     train_parts, eval_sets = [], {}
     # The main process tokenizes first and fills the cache; the others then read it.
@@ -228,7 +237,7 @@ def _load_data(cfg: RunConfig, specs: dict[str, TaskSpec], tokenizer, accelerato
 
 
 def _teacher_arrays(
-    cfg: RunConfig, specs: dict[str, TaskSpec], parts: list[Encoded], accelerator
+    cfg: RunConfig, specs: dict[str, TaskSpec], parts: list[Encoded], accelerator: Accelerator
 ) -> list[np.ndarray | None]:
     """Per task: teacher targets aligned with its training rows, or None (teacher task names
     were checked by `check_run_inputs`)."""
@@ -254,7 +263,7 @@ def _teacher_arrays(
     return arrays
 
 
-def _ensure_teacher_predictions(run: Path, task: str, accelerator) -> None:
+def _ensure_teacher_predictions(run: Path, task: str, accelerator: Accelerator) -> None:
     """Write a finished teacher's training-set predictions if they are not there yet."""
     from bamkd.teachers import predictions_path
 
@@ -388,7 +397,9 @@ def setup(cfg: RunConfig, *, resume: bool = False, trackers: list[str] | None = 
         raise
 
 
-def _start_run_folder(run_dir: Path, cfg: RunConfig, accelerator: Any, resume: bool) -> None:
+def _start_run_folder(
+    run_dir: Path, cfg: RunConfig, accelerator: Accelerator, resume: bool
+) -> None:
     """Clear leftovers of interrupted writes, then record the config and the data it reads."""
     if accelerator.is_main_process:
         _remove_leftovers(run_dir, announce=resume)
@@ -398,7 +409,9 @@ def _start_run_folder(run_dir: Path, cfg: RunConfig, accelerator: Any, resume: b
         write_run_manifest(run_dir, cfg, run_data_files(cfg))
 
 
-def _build_model(cfg: RunConfig, specs: dict[str, TaskSpec], accelerator: Any) -> MultiTaskModel:
+def _build_model(
+    cfg: RunConfig, specs: dict[str, TaskSpec], accelerator: Accelerator
+) -> MultiTaskModel:
     """The shared encoder with one head per task, seeded, on the CPU settings asked for."""
     from accelerate.utils import set_seed
 
@@ -429,7 +442,10 @@ def _build_model(cfg: RunConfig, specs: dict[str, TaskSpec], accelerator: Any) -
 
 
 def _build_tasks(
-    cfg: RunConfig, specs: dict[str, TaskSpec], tokenizer: Any, accelerator: Any
+    cfg: RunConfig,
+    specs: dict[str, TaskSpec],
+    tokenizer: PreTrainedTokenizerBase,
+    accelerator: Accelerator,
 ) -> tuple[ExampleStore, BatchPlan, list[TaskTraining], dict[str, dict[str, Encoded]]]:
     """Training rows with their teacher targets, the batch plan, each task's loss settings and
     the evaluation sets."""
@@ -455,18 +471,27 @@ def _build_tasks(
                 spec=specs[part.task],
                 loss_weight=weighting.loss_weights[part.task],
                 has_teacher=arr is not None,
-                schedule=str(distill.schedule),
-                weight=float(distill.weight or 0.0),
+                schedule=distill.schedule,
+                weight=distill.weight,
             )
         )
     return store, plan, tasks, eval_sets
 
 
-def _distill_for(distill: DistillConfig, task: str) -> TaskDistill:
+@dataclass(frozen=True)
+class _TaskDistillSettings:
+    """One task's distillation settings, its ``distill.per_task`` overrides applied."""
+
+    schedule: str
+    weight: float
+    temperature: float
+
+
+def _distill_for(distill: DistillConfig, task: str) -> _TaskDistillSettings:
     """The distillation settings of ``task``: its ``distill.per_task`` entries where given,
     the run-wide ones elsewhere."""
     override = distill.per_task.get(task) or TaskDistill()
-    return TaskDistill(
+    return _TaskDistillSettings(
         schedule=override.schedule or distill.schedule,
         weight=distill.weight if override.weight is None else override.weight,
         temperature=override.temperature or distill.temperature,
@@ -497,7 +522,7 @@ def _restore(
     model: MultiTaskModel,
     optimizer: torch.optim.Optimizer,
     total_steps: int,
-    accelerator: Any,
+    accelerator: Accelerator,
     resume: bool,
 ) -> tuple[ckpt.TrainerState, MetricLog]:
     """A fresh state and metric log, or, on resume, those of the newest checkpoint with the
@@ -749,7 +774,7 @@ def _log_window(
     return record
 
 
-def _stop_agreed(acc: Any, stop: StopRequests, asked: bool) -> tuple[int, bool]:
+def _stop_agreed(acc: Accelerator, stop: StopRequests, asked: bool) -> tuple[int, bool]:
     """The signal that asked this or any other process to stop (0: none), and whether a
     callback of any process asked to stop. Every process calls this after every step, so all
     stop after the same one: one small all-reduce per step, at a point where the step has
@@ -768,7 +793,7 @@ def _raise_stopped(ctx: Context, signum: int) -> None:
 
 def _evaluate_and_log(ctx: Context, key: str) -> dict[str, dict[str, float]]:
     metrics = evaluate(
-        ctx.model,
+        ctx.raw_model,  # evaluate unwraps a prepared model anyway
         ctx.eval_sets,
         ctx.specs,
         pad_id=ctx.store.pad_id,

@@ -12,8 +12,8 @@ from torch import nn
 
 from bamkd.config import build_config
 from bamkd.errors import ConfigError
-from bamkd.model import MultiTaskModel, init_from, load_encoder
-from bamkd.student import check_encoder_layers, choose_layers, keep_encoder_layers
+from bamkd.model import MultiTaskModel, check_encoder_layers, init_from, load_encoder
+from bamkd.student import choose_layers, keep_encoder_layers
 from bamkd.tasks import TaskSpec
 from bamkd.teachers import check_teacher_tasks
 from bamkd.tiny import build_tiny_encoder

@@ -556,12 +556,15 @@ def plot_training(runs: Sequence[tuple[str, Path]], path: Path) -> None:
         lr_axis.plot(steps, [r["lr"] for r in train], color="black", ls="--", lw=1, label="lr")
         lr_axis.set_ylabel("learning rate")
         row[1].legend(fontsize=7, loc="center left")
-        evals = [r for r in records if "eval" in r or "dev" in r]
-        for task in sorted({t for r in evals for t in (r.get("eval") or r.get("dev"))}):
+        # (step, {task: metrics}) of each evaluation: periodic ("eval") or the final one ("dev")
+        evals = [
+            (r["step"], r.get("eval") or r.get("dev") or {})
+            for r in records
+            if "eval" in r or "dev" in r
+        ]
+        for task in sorted({t for _, scores in evals for t in scores}):
             pts = [
-                (r["step"], 100 * task_score((r.get("eval") or r.get("dev"))[task]))
-                for r in evals
-                if task in (r.get("eval") or r.get("dev"))
+                (step, 100 * task_score(scores[task])) for step, scores in evals if task in scores
             ]
             row[2].plot(*zip(*pts), marker="o", label=task, lw=1)
         row[2].set_title("dev score over evaluations")

@@ -30,7 +30,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -41,6 +41,9 @@ from bamkd.outputs.predict import default_max_length
 from bamkd.runtime.runs import CONFIG_NAME, MODEL_DIR, load_run_config
 from bamkd.runtime.storage import atomic_dir, write_json, write_text
 from bamkd.tasks import TaskSpec
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +280,9 @@ def bamkd_entry(model: MultiTaskModel, spec: TaskSpec, source: str) -> dict:
 
 
 @torch.no_grad()
-def check_same_logits(model: MultiTaskModel, hf, tokenizer, task: str) -> float:
+def check_same_logits(
+    model: MultiTaskModel, hf: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, task: str
+) -> float:
     """The largest logit difference on sample inputs; raises when it is not float noise."""
     spec = model.tasks_by_name[task]
     first = [a for a, _ in _CHECK_TEXTS]
@@ -303,7 +308,9 @@ def check_same_logits(model: MultiTaskModel, hf, tokenizer, task: str) -> float:
     return diff
 
 
-def save_hf_classifier(hf, tokenizer, spec: TaskSpec, folder: Path) -> None:
+def save_hf_classifier(
+    hf: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, spec: TaskSpec, folder: Path
+) -> None:
     """Weights, config, tokenizer and a README for one task's Hugging Face folder."""
     hf.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -44,6 +44,9 @@ from bamkd.tasks.records import (
     no_csv_field_limit,
     text_lines,
 )
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +95,7 @@ class Predictor:
     def __init__(
         self,
         model: MultiTaskModel,
-        tokenizer,
+        tokenizer: PreTrainedTokenizerBase,
         *,
         max_length: int,
         batch_size: int = DEFAULT_BATCH_SIZE,
@@ -245,7 +248,9 @@ class Predictor:
         return results
 
 
-def default_max_length(folder: Path, model: MultiTaskModel, tokenizer) -> int:
+def default_max_length(
+    folder: Path, model: MultiTaskModel, tokenizer: PreTrainedTokenizerBase
+) -> int:
     """The run's max_seq_length if its config is at hand, else the tokenizer's or encoder's."""
     # The run's config sits next to its model/ folder (given as the run or as run/model).
     run_dir = folder.parent if folder.name == MODEL_DIR else None

@@ -6,9 +6,12 @@ process group and runs every process alone; with it, CPU processes join one gloo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 
 def has_accelerator_device() -> bool:
@@ -22,7 +25,7 @@ def has_accelerator_device() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
-def make_accelerator(mixed_precision: str = "no", **kwargs: Any):
+def make_accelerator(mixed_precision: str = "no", **kwargs: Any) -> Accelerator:
     """An ``accelerate.Accelerator`` that finds the process group on CPU-only machines too.
 
     Accelerate keeps its settings in a process-wide singleton and refuses a second Accelerator

@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -17,7 +20,9 @@ METRICS_NAME = "metrics.jsonl"
 class MetricLog:
     """Append-only JSONL metrics, one object per line, each with its optimiser step."""
 
-    def __init__(self, run_dir: Path, accelerator=None, enabled: bool = True) -> None:
+    def __init__(
+        self, run_dir: Path, accelerator: Accelerator | None = None, enabled: bool = True
+    ) -> None:
         self.path = Path(run_dir) / METRICS_NAME
         self.accelerator = accelerator
         self.enabled = enabled

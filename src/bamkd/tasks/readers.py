@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -336,7 +336,7 @@ class _Reader:
                 )
         raise AssertionError("decoding failed but every line decodes")  # pragma: no cover
 
-    def records(self) -> Iterator[tuple[int, list[str]]]:
+    def records(self) -> Generator[tuple[int, list[str]], None, None]:
         """(first line number, fields) of each non-empty record of a CSV/TSV file."""
         try:
             yield from delimited_records(self.lines(), self.layout.format)

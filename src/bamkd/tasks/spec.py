@@ -14,12 +14,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import yaml
 
 from bamkd.errors import ConfigError, excerpt
 from bamkd.tasks.records import RECORD_FORMATS
+
+if TYPE_CHECKING:  # torch only for the types: task tables load without it
+    import torch
 
 __all__ = [
     "CLASSIFICATION_METRICS",
@@ -35,6 +38,8 @@ __all__ = [
 
 TaskKind = Literal["classification", "regression"]
 Column = str | int  # a column name (files with a header, JSONL keys) or a 0-based index
+Value = TypeVar("Value", float, "torch.Tensor")
+"""A regression value or a tensor of them (the loss scales a batch's labels at once)."""
 
 CLASSIFICATION_METRICS: tuple[str, ...] = ("accuracy", "f1", "mcc")
 REGRESSION_METRICS: tuple[str, ...] = ("pearson", "spearman")
@@ -272,7 +277,7 @@ class TaskSpec:
         """Width of the task's head: one logit per class, or one scalar for regression."""
         return len(self.label_names) if self.kind == "classification" else 1
 
-    def scale_label(self, y: float) -> float:
+    def scale_label(self, y: Value) -> Value:
         """Map a raw regression value to the [0, 1] training scale: (y - lo) / (hi - lo)."""
         lo, hi = self._range()
         return (y - lo) / (hi - lo)
