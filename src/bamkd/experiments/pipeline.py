@@ -30,11 +30,11 @@ from bamkd.config import (
     resolve_paths,
 )
 from bamkd.errors import BamkdError, ConfigError, excerpt
-from bamkd.runtime.runs import CONFIG_NAME, PLAN_NAME, is_finished
 from bamkd.experiments.speed import SpeedSettings, measure_missing
+from bamkd.experiments.variants import VARIANTS, is_pairs, is_sized
+from bamkd.runtime.runs import CONFIG_NAME, PLAN_NAME, is_finished
 from bamkd.runtime.stop import TrainingStopped
 from bamkd.runtime.storage import write_text
-from bamkd.experiments.variants import VARIANTS, is_pairs, is_sized
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,8 @@ class Experiment:
     reuse: list[str] = field(default_factory=lambda: ["single"])
     """Variants whose runs come from ``reuse_from`` (default: the Single runs, the teachers)."""
     speed: SpeedSettings = field(default_factory=SpeedSettings)
-    """How each finished run's inference speed is measured after training (bamkd.experiments.speed)."""
+    """How each finished run's inference speed is measured after training
+    (bamkd.experiments.speed)."""
     source: str | None = None
 
     def __post_init__(self) -> None:

@@ -5,7 +5,8 @@ average, Mann-Whitney U tests of BAM against Single and Multi, the task-combinat
 model's size, training time and inference speed beside its quality, a per-task comparison plot
 and training curves (lambda, learning rate, per-task losses). For a single run: its training
 curves and dev metrics. Everything is written atomically as CSV, markdown and PNG. A smaller
-student has one row per size (``BAM small (l3)``): rows are keyed by `bamkd.experiments.variants.row_key`.
+student has one row per size (``BAM small (l3)``): rows are keyed by
+`bamkd.experiments.variants.row_key`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bamkd.metrics import task_score
-from bamkd.runtime.runs import DEV_METRICS_NAME, PLAN_NAME, is_finished, training_seconds
 from bamkd.experiments.speed import SpeedSettings, measure_missing, read_speed, saved_size
 from bamkd.experiments.stats import mann_whitney, summarize
+from bamkd.experiments.variants import (
+    TABLE_ORDER,
+    VARIANTS,
+    is_pairs,
+    row_key,
+    row_label,
+    variant_label,
+)
+from bamkd.metrics import task_score
+from bamkd.runtime.runs import DEV_METRICS_NAME, PLAN_NAME, is_finished, training_seconds
 from bamkd.runtime.storage import atomic_path, read_json, write_text
 from bamkd.runtime.tracking import read_metrics
-from bamkd.experiments.variants import TABLE_ORDER, VARIANTS, is_pairs, row_key, row_label, variant_label
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +281,8 @@ def _size_speed_table(
     runs: Sequence[Any], averages: dict[str, dict[int, float]], sizes: Sequence[str]
 ) -> list[str]:
     """Quality beside cost, per row: what serving every task takes (models, layers, parameters),
-    what training took, and dev examples/s from the runs' stored measurements (bamkd.experiments.speed).
+    what training took, and dev examples/s from the runs' stored measurements
+    (bamkd.experiments.speed).
 
     Per seed, a row's runs add up (Single: one model per task); the table shows the median over
     seeds. A seed with an unmeasured run has no speed, and a row without a measured seed shows a
@@ -408,8 +417,9 @@ def _speed_settings_note(settings: list[dict], unmeasured: bool) -> str:
 def _exposure_table(runs: Sequence[Any], tasks: Sequence[str], sizes: Sequence[str]) -> list[str]:
     """Passes over each task's data and steps that see it, per variant (its first seed's runs).
 
-    Computed from each run's saved config and batch plan (bamkd.experiments.exposure); a run whose data
-    or tokenizer cannot be read here is left out with a note, never failing the report.
+    Computed from each run's saved config and batch plan (bamkd.experiments.exposure); a run
+    whose data or tokenizer cannot be read here is left out with a note, never failing the
+    report.
     """
     from bamkd.config import RunConfig, from_dict, load_yaml
     from bamkd.experiments.exposure import task_exposure
