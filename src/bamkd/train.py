@@ -209,9 +209,11 @@ def _load_data(
     specs: dict[str, TaskSpec],
     tokenizer: PreTrainedTokenizerBase,
     accelerator: Accelerator,
-):
+) -> tuple[list[Encoded], dict[str, dict[str, Encoded]]]:
+    """Each task's training rows, and its evaluation splits by name."""
     d = cfg.data
-    train_parts, eval_sets = [], {}
+    train_parts: list[Encoded] = []
+    eval_sets: dict[str, dict[str, Encoded]] = {}
     # The main process tokenizes first and fills the cache; the others then read it.
     with accelerator.main_process_first():
         for name, spec in specs.items():
