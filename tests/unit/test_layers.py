@@ -62,6 +62,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "experiments.report",
             "experiments.stats",
             "experiments.exposure",
+            "experiments.speed",
         ],
     ),
     ("interface", ["bamkd", "cli"]),

@@ -1,4 +1,4 @@
-"""Experiments: the variants the paper compares, `bamkd run`'s plan of runs, and the report.
+"""Experiments: the variants compared, `bamkd run`'s plan of runs, the report and its measurements.
 
 Built on the training loop and the outputs of finished runs; nothing below imports from here.
 """
