@@ -161,7 +161,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    if harness.is_worker():
-        harness.worker_main({"bamkd": bamkd_worker})
-    else:
-        sys.exit(main())
+    harness.entry(main, {"bamkd": bamkd_worker})

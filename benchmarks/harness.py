@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -186,6 +187,23 @@ def worker_main(handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]])
 
 def is_worker() -> bool:
     return "--worker" in sys.argv
+
+
+def entry(
+    main: Callable[[], int], handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]]
+) -> None:
+    """A benchmark script's ``__main__``: a child (``--worker``) runs its handler, else ``main``."""
+    if is_worker():
+        worker_main(handlers)
+    else:
+        sys.exit(main())
+
+
+def finish(out: str | Path, work: Path, keep: bool) -> None:
+    """Say where the results went; remove the scratch folder unless the user named it."""
+    print(f"\nresults written to {out}")
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _cuda() -> bool:

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -380,14 +379,9 @@ def main(argv=None) -> int:
                 ["op", "category", "self CPU ms", "calls"],
             )
         )
-    print(f"\nresults written to {args.out}")
-    if not args.work_dir:
-        shutil.rmtree(work, ignore_errors=True)
+    harness.finish(args.out, work, keep=bool(args.work_dir))
     return 0
 
 
 if __name__ == "__main__":
-    if harness.is_worker():
-        harness.worker_main({"mfu": worker})
-    else:
-        sys.exit(main())
+    harness.entry(main, {"mfu": worker})

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -225,7 +224,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    if harness.is_worker():
-        harness.worker_main({"point": point_worker})
-    else:
-        sys.exit(main())
+    harness.entry(main, {"point": point_worker})

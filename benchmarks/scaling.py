@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -358,14 +357,9 @@ def main(argv=None) -> int:
             )
         payload["teacher_cost_summary"] = summary
         result_files.write_json(args.out, payload)
-    print(f"\nresults written to {args.out}")
-    if not args.work_dir:
-        shutil.rmtree(work, ignore_errors=True)
+    harness.finish(args.out, work, keep=bool(args.work_dir))
     return 0
 
 
 if __name__ == "__main__":
-    if harness.is_worker():
-        harness.worker_main({"point": point_worker})
-    else:
-        sys.exit(main())
+    harness.entry(main, {"point": point_worker})

@@ -376,14 +376,9 @@ def main(argv=None) -> int:
                 ["task", "precision", "system", "epochs", "dev metrics", "train examples/s"],
             )
         )
-    print(f"\nresults written to {args.out}")
-    if not args.work_dir:
-        shutil.rmtree(work, ignore_errors=True)
+    harness.finish(args.out, work, keep=bool(args.work_dir))
     return 0
 
 
 if __name__ == "__main__":
-    if harness.is_worker():
-        harness.worker_main({"bamkd": bamkd_worker, "trainer": trainer_worker})
-    else:
-        sys.exit(main())
+    harness.entry(main, {"bamkd": bamkd_worker, "trainer": trainer_worker})

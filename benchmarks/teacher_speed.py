@@ -413,21 +413,17 @@ def main(argv=None) -> int:
             ],
         )
     )
-    print(f"\nresults written to {args.out}")
-    if not args.work_dir:
-        shutil.rmtree(work, ignore_errors=True)
+    harness.finish(args.out, work, keep=bool(args.work_dir))
     return 0
 
 
 if __name__ == "__main__":
-    if harness.is_worker():
-        harness.worker_main(
-            {
-                "make_run": make_run_worker,
-                "bamkd-teach": bamkd_teach_worker,
-                "bamkd-predict": bamkd_predict_worker,
-                "trainer": trainer_worker,
-            }
-        )
-    else:
-        sys.exit(main())
+    harness.entry(
+        main,
+        {
+            "make_run": make_run_worker,
+            "bamkd-teach": bamkd_teach_worker,
+            "bamkd-predict": bamkd_predict_worker,
+            "trainer": trainer_worker,
+        },
+    )

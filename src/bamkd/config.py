@@ -611,3 +611,15 @@ def find_preset(name: str | Path) -> Path:
         return builtin
     known = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
     raise ConfigError(f"preset '{name}' is neither a file nor a builtin preset ({known})")
+
+
+def settings_diff(there: dict, here: dict, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Dotted key -> (value there, value here) for every setting two config dicts disagree on."""
+    diff: dict[str, tuple[Any, Any]] = {}
+    for key in sorted(set(there) | set(here)):
+        a, b = there.get(key), here.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diff.update(settings_diff(a, b, f"{prefix}{key}."))
+        elif a != b:
+            diff[f"{prefix}{key}"] = (a, b)
+    return diff

@@ -38,6 +38,7 @@ from bamkd.config import (
     check_seq_length_fits,
     from_dict,
     load_yaml,
+    settings_diff,
 )
 from bamkd.data import (
     Encoded,
@@ -188,20 +189,9 @@ def _check_run_folder(run_dir: Path, cfg: RunConfig, resume: bool) -> RunConfig:
     if not saved_path.is_file():
         return cfg
     saved = from_dict(RunConfig, load_yaml(saved_path))
-    for key, (old, new) in _config_diff(saved.to_dict(), cfg.to_dict()).items():
+    for key, (old, new) in settings_diff(saved.to_dict(), cfg.to_dict()).items():
         log.warning("resume: %s differs (saved %r, given %r); the saved value wins", key, old, new)
     return saved
-
-
-def _config_diff(a: dict, b: dict, prefix: str = "") -> dict[str, tuple]:
-    diff = {}
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            diff.update(_config_diff(va, vb, f"{prefix}{key}."))
-        elif va != vb:
-            diff[f"{prefix}{key}"] = (va, vb)
-    return diff
 
 
 def _load_data(

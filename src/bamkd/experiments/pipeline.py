@@ -28,6 +28,7 @@ from bamkd.config import (
     load_yaml,
     merge_sections,
     resolve_paths,
+    settings_diff,
 )
 from bamkd.errors import BamkdError, ConfigError, excerpt
 from bamkd.experiments.speed import SpeedSettings, measure_missing
@@ -500,7 +501,7 @@ def _check_reused(exp: Experiment, runs: list[PlannedRun]) -> None:
         except BamkdError as exc:
             raise ConfigError(f"reuse_from: cannot read run {run.id}'s config: {exc}") from None
         wanted = from_dict(RunConfig, copy.deepcopy(run.config)).to_dict()
-        diff = {k: v for k, v in _settings_diff(saved, wanted).items() if k not in REUSE_IGNORED}
+        diff = {k: v for k, v in settings_diff(saved, wanted).items() if k not in REUSE_IGNORED}
         if diff:
             shown = "; ".join(
                 f"{k}={there!r} there, {here!r} here" for k, (there, here) in diff.items()
@@ -510,18 +511,6 @@ def _check_reused(exp: Experiment, runs: list[PlannedRun]) -> None:
                 f"this experiment gives it ({shown}); make the settings match, or leave "
                 "reuse_from out to train it here"
             )
-
-
-def _settings_diff(there: dict, here: dict, prefix: str = "") -> dict[str, tuple[Any, Any]]:
-    """Dotted key -> (value there, value here) for every setting two config dicts disagree on."""
-    diff: dict[str, tuple[Any, Any]] = {}
-    for key in sorted(set(there) | set(here)):
-        a, b = there.get(key), here.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            diff.update(_settings_diff(a, b, f"{prefix}{key}."))
-        elif a != b:
-            diff[f"{prefix}{key}"] = (a, b)
-    return diff
 
 
 def _check_inputs(exp: Experiment, runs: list[PlannedRun]) -> None:
