@@ -35,7 +35,7 @@ def _write(path: Path, name: str, glue: Path, encoder: Path, **extra) -> Path:
             "data": {"glue_dir": str(glue), "max_seq_length": 48},
             "train": {"epochs": 1, "batch_size": 8, "lr": 1e-3, "log_every": 2},
         },
-        "speed": {"repeats": 1, "batch_size": 4},
+        "speed": {"repeats": 1, "batch_size": 4, "threads": 1},
         **extra,
     }
     file = path / f"{name}.yaml"
