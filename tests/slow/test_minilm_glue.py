@@ -39,14 +39,18 @@ def test_single_task_mrpc_reaches_the_target(tmp_path):
 
 
 def test_multi_task_four_tasks_reports_every_metric(tmp_path):
-    """A short multi-task run on CoLA, MRPC, STS-B and RTE with every official metric."""
+    """A short multi-task run on CoLA, MRPC, STS-B and RTE with every official metric.
+
+    Three epochs of 400 rows a task (about 100 seconds): after one epoch STS-B's Pearson was
+    0.26-0.33, under the bound; after three it is 0.62.
+    """
     cfg = build_config(
         "minilm",
         [
             f"data.glue_dir={SHARED_GLUE}",
             "data.tasks=[cola,mrpc,stsb,rte]",
             "data.train_limit=400",
-            "train.epochs=1",
+            "train.epochs=3",
             "train.batch_size=64",
             "train.lr=1e-4",
             f"output_dir={tmp_path / 'multi'}",
