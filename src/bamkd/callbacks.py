@@ -64,4 +64,8 @@ class Callback:
         return None
 
     def on_fit_end(self, ctx: Context) -> None:
-        """After the last step of this ``fit`` call, before the final save and evaluation."""
+        """After the last step of this ``fit`` call, before the final save and evaluation.
+
+        Not called when training ends by an exception (SIGTERM's `TrainingStopped`, a
+        non-finite loss): clean up in a ``try``/``finally`` around ``fit`` instead.
+        """

@@ -185,8 +185,7 @@ def load_encoder(
         return encoder
     num_layers = getattr(encoder.config, layer_count_key(encoder.config))
     chosen = choose_layers(keep_layers, keep_every, num_layers)
-    assert chosen is not None
-    return keep_encoder_layers(encoder, chosen)
+    return encoder if chosen is None else keep_encoder_layers(encoder, chosen)
 
 
 def check_encoder_layers(
@@ -215,7 +214,10 @@ def check_encoder_layers(
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         reason = " ".join(str(exc).split())[:300]
-        raise ConfigError(f"cannot read the config of encoder '{name_or_path}': {reason}") from None
+        raise ConfigError(
+            f"cannot read the config of encoder '{name_or_path}': {reason}; give a local model "
+            "folder with config.json, 'minilm', 'bamkd-tiny', or a hub id"
+        ) from None
     with torch.device("meta"):
         skeleton = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
     return checked_layer_choice(skeleton, keep_layers, keep_every)
@@ -271,10 +273,7 @@ class MultiTaskModel(nn.Module):
     def num_layers(self) -> int:
         """Transformer layers of the encoder, read from its config (never from a folder name)."""
         config = self.encoder.config
-        for key in ("num_hidden_layers", "n_layers", "num_layers", "n_layer"):
-            if hasattr(config, key):
-                return int(getattr(config, key))
-        raise ConfigError(f"cannot find the layer count in {type(config).__name__}")
+        return int(getattr(config, layer_count_key(config)))
 
     @property
     def task_names(self) -> list[str]:

@@ -67,7 +67,8 @@ def layer_list_path(encoder: nn.Module) -> str | None:
 def choose_layers(
     keep_layers: Sequence[int] | None, keep_every: int | None, num_layers: int
 ) -> list[int] | None:
-    """The 0-based layer indices a student keeps out of ``num_layers``, or None for all.
+    """The 0-based layer indices a student keeps out of ``num_layers``, or None for all (no
+    choice, or one that keeps every layer in order: nothing to cut).
 
     ``keep_every=k`` keeps the top layer and every k-th one below it (6 layers, k=2: 1, 3, 5),
     so the pooler still reads the layer it was trained on.
@@ -79,7 +80,8 @@ def choose_layers(
     """
     check_layer_choice(keep_layers, keep_every)
     if keep_every is not None:
-        return sorted(range(num_layers - 1, -1, -keep_every))
+        chosen = sorted(range(num_layers - 1, -1, -keep_every))
+        return None if chosen == list(range(num_layers)) else chosen
     if keep_layers is None:
         return None
     bad = [i for i in keep_layers if not 0 <= i < num_layers]
@@ -88,7 +90,7 @@ def choose_layers(
             f"model.keep_layers={list(keep_layers)}: layer {bad[0]} does not exist; the encoder "
             f"has {num_layers} layers, numbered 0 to {num_layers - 1}"
         )
-    return list(keep_layers)
+    return None if list(keep_layers) == list(range(num_layers)) else list(keep_layers)
 
 
 def check_layer_choice(keep_layers: Sequence[int] | None, keep_every: int | None) -> None:
@@ -148,10 +150,12 @@ def keep_encoder_layers(encoder: Encoder, keep: Sequence[int]) -> Encoder:
     The config's layer count is set to ``len(keep)``; every other weight (embeddings, pooler,
     anything outside the layer list) is copied unchanged, layer ``keep[i]`` becomes layer ``i``.
     The result is built from its config, so it is what ``AutoModel.from_pretrained`` makes of
-    the folder it is saved to (layers numbered 0..k-1, as attention caches expect).
+    the folder it is saved to (layers numbered 0..k-1, as attention caches expect). Keeping
+    every layer in order returns ``encoder`` itself.
     """
     chosen = checked_layer_choice(encoder, keep, None)
-    assert chosen is not None
+    if chosen is None:
+        return encoder  # every layer, in order: nothing to cut
     path = layer_list_path(encoder)
     assert path is not None
     config: Any = copy.deepcopy(encoder.config)

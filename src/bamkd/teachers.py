@@ -186,7 +186,13 @@ def check_teacher_tasks(
                     f"distill.teachers.{task}: teacher run {run} has no head for task '{task}'; "
                     "name a run that was trained on it"
                 )
-            teacher = TaskSpec.from_dict(theirs)
+            try:
+                teacher = TaskSpec.from_dict(theirs)
+            except (BamkdError, TypeError, ValueError) as exc:
+                raise ConfigError(
+                    f"distill.teachers.{task}: teacher run {run} has an unreadable task "
+                    f"definition in {META_NAME} ({exc}); train the teacher again with this bamkd"
+                ) from None
             differs = _head_difference(teacher, student)
             if differs:
                 raise ConfigError(

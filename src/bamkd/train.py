@@ -98,12 +98,9 @@ log = logging.getLogger(__name__)
 __all__ = [
     "Context",
     "NonFiniteLossError",
-    "TaskTraining",
-    "batch_loss",
     "check_run_inputs",
     "finish",
     "fit",
-    "gold_weights",
     "save",
     "setup",
     "train",
@@ -148,11 +145,6 @@ class Context:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# --------------------------------------------------------------------------------------------
-# Setup
-# --------------------------------------------------------------------------------------------
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,15 +14,17 @@ import torch
 import torch.nn.functional as F
 
 from bamkd.losses import (
+    TaskTraining,
+    batch_loss,
     classification_loss,
     gold_weight,
+    gold_weights,
     loss_scale,
     regression_loss,
     teacher_probs,
 )
 from bamkd.sampling import shard
 from bamkd.tasks import TaskSpec
-from bamkd.train import TaskTraining, batch_loss, gold_weights
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
 NAN = float("nan")

@@ -9,6 +9,7 @@ from tests.conftest import SHARED_GLUE
 
 from bamkd.data import Encoded, ExampleStore, load_encoded
 from bamkd.fast_dropout import install_fast_dropout
+from bamkd.losses import TaskTraining, batch_loss
 from bamkd.model import MultiTaskModel, load_encoder, load_tokenizer
 from bamkd.packing import (
     block_diagonal_mask,
@@ -20,7 +21,6 @@ from bamkd.packing import (
 )
 from bamkd.tasks import get_task
 from bamkd.tasks.spec import load_task_yaml
-from bamkd.train import TaskTraining, batch_loss
 
 
 def test_first_fit_decreasing_places_every_example_once_within_capacity():

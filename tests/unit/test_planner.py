@@ -354,3 +354,18 @@ def test_the_small_student_study_reuses_paper_faithful_runs_with_their_own_setti
     }
     assert student["train"] == {**there["bam/seed1"].config["train"]}
     assert student["distill"] == there["bam/seed1"].config["distill"]
+
+
+def test_reuse_from_is_resolved_like_output_dir_also_when_absolute(tmp_path):
+    """A link to the reused experiment must name the same runs as the folder itself, or the
+    reused BAM runs' teacher paths (written resolved) would differ from the planned ones."""
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    path = tmp_path / "exp.yaml"
+    path.write_text(
+        f"name: e\ntasks: [mrpc]\nseeds: [0]\nvariants: [single]\nreuse_from: {link}\n"
+        "base:\n  model: {name_or_path: bamkd-tiny}\n"
+    )
+    assert load_experiment(path).reuse_from == str(real)

@@ -126,6 +126,20 @@ def test_the_table_sets_quality_beside_size_training_time_and_stored_speed(tmp_p
     ) in lines
 
 
+def test_a_seed_counts_only_once_all_its_runs_finished(tmp_path):
+    """Single seed 1 has one of its two teachers finished: its cost would be half a Single's
+    and its speed that of one task, so it must not enter the medians (the scores skip it too)."""
+    exp, runs = _experiment(tmp_path)
+    root = tmp_path / "runs"
+    done = _run(root, "single/a/seed1", "single", {"a": 0.8}, layers=6, width=10, minutes=9,
+                speed=(900, 0.1), seed=1)  # fmt: skip
+    unfinished = _run(root, "single/b/seed1", "single", {"b": 0.6}, layers=6, width=10,
+                      minutes=9, speed=None, seed=1)  # fmt: skip
+    (unfinished.folder / "trainer_state.json").write_text(json.dumps({"finished": False}))
+    rows = _table(write_experiment_report(exp, [*runs, done, unfinished]))
+    assert rows["Single"] == ["2", "6", "1.2k", "5.0", "100.0", "70.0", "-", "-"]
+
+
 def test_saved_size_reads_the_header_and_speed_reads_only_usable_files(tmp_path):
     _, runs = _experiment(tmp_path)
     assert saved_size(runs[0].folder) == (6 * 100 + 20, 6)
@@ -134,6 +148,10 @@ def test_saved_size_reads_the_header_and_speed_reads_only_usable_files(tmp_path)
     (runs[0].folder / SPEED_NAME).write_text("{broken")
     assert read_speed(runs[0].folder) is None
     (runs[0].folder / SPEED_NAME).write_text(json.dumps({"examples": 5, "seconds": 0}))
+    assert read_speed(runs[0].folder) is None
+    (runs[0].folder / SPEED_NAME).write_text(json.dumps({"examples": 5, "seconds": None}))
+    assert read_speed(runs[0].folder) is None
+    (runs[0].folder / SPEED_NAME).write_text(json.dumps({"examples": "5", "seconds": 1}))
     assert read_speed(runs[0].folder) is None
 
 

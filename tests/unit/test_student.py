@@ -38,7 +38,8 @@ def test_keep_every_counts_down_from_the_top_layer():
     assert choose_layers(None, 2, 6) == [1, 3, 5]
     assert choose_layers(None, 2, 5) == [0, 2, 4]
     assert choose_layers(None, 3, 12) == [2, 5, 8, 11]
-    assert choose_layers(None, 1, 3) == [0, 1, 2]
+    assert choose_layers(None, 1, 3) is None  # every layer: nothing to cut
+    assert choose_layers([0, 1, 2], None, 3) is None
     assert choose_layers(None, 9, 4) == [3]
     assert choose_layers([0, 2], None, 4) == [0, 2]
     assert choose_layers(None, None, 4) is None

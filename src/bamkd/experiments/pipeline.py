@@ -172,7 +172,8 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     data["output_dir"] = str(out if out.is_absolute() else (base_dir / out).resolve())
     if isinstance(data.get("reuse_from"), str):
         reused = Path(data["reuse_from"]).expanduser()
-        data["reuse_from"] = str(reused if reused.is_absolute() else (base_dir / reused).resolve())
+        # Resolved as output_dir is, so links do not make the same runs' paths differ.
+        data["reuse_from"] = str((reused if reused.is_absolute() else base_dir / reused).resolve())
     data.setdefault("name", path.stem)
     data["source"] = str(path.resolve())
     return from_dict(Experiment, data, "experiment")

@@ -284,15 +284,27 @@ def _size_speed_table(
     what training took, and dev examples/s from the runs' stored measurements
     (bamkd.experiments.speed).
 
-    Per seed, a row's runs add up (Single: one model per task); the table shows the median over
-    seeds. A seed with an unmeasured run has no speed, and a row without a measured seed shows a
-    dash; nothing is timed here. Each smaller BAM student gets one plain sentence: the share of
-    its teachers' score it keeps and how much faster it is.
+    Per seed, a row's runs add up (Single: one model per task); only seeds whose planned runs
+    all finished count, and the table shows the median over them. A seed with an unmeasured run
+    has no speed, and a row without a measured seed shows a dash; nothing is timed here. Each
+    smaller BAM student gets one plain sentence: the share of its teachers' score it keeps and
+    how much faster it is.
     """
-    by_row: dict[str, dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    planned: dict[str, dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
-        if not is_pairs(run.variant) and is_finished(run.folder):
-            by_row[_row(run)][run.seed].append(run)
+        if not is_pairs(run.variant):
+            planned[_row(run)][run.seed].append(run)
+    # A seed counts once all its planned runs finished (as the scores do): a Single seed with
+    # three of five teachers would understate its cost and overstate its speed.
+    by_row = {
+        key: complete
+        for key, seeds in planned.items()
+        if (
+            complete := {
+                seed: rs for seed, rs in seeds.items() if all(is_finished(r.folder) for r in rs)
+            }
+        )
+    }
     rows = table_rows(list(by_row), sizes)
     if not rows:
         return []

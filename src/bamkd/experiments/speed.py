@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bamkd.errors import BamkdError, ConfigError
+from bamkd.runtime.runs import MODEL_DIR
 from bamkd.runtime.storage import read_json, write_json
 from bamkd.student import LAYER_COUNT_KEYS
 
@@ -59,7 +60,7 @@ def saved_size(run_dir: str | Path) -> tuple[int, int | None] | None:
 
     Reads the safetensors header (a length and a JSON table of shapes), not the weights.
     """
-    folder = Path(run_dir) / "model"
+    folder = Path(run_dir) / MODEL_DIR
     try:
         with open(folder / "bamkd_model.safetensors", "rb") as f:
             (length,) = struct.unpack("<Q", f.read(8))
@@ -89,8 +90,11 @@ def read_speed(run_dir: str | Path) -> dict[str, Any] | None:
     except BamkdError as exc:
         log.warning("ignoring %s: %s", path, exc)
         return None
-    ok = isinstance(data, dict) and data.get("seconds", 0) > 0 and data.get("examples", 0) > 0
-    return data if ok else None
+    if not isinstance(data, dict):
+        return None
+    values = [data.get("seconds"), data.get("examples")]
+    usable = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values)
+    return data if usable else None
 
 
 @contextlib.contextmanager
