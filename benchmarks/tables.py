@@ -8,6 +8,7 @@ benchmark's tables again from its committed JSON result file.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -246,6 +247,30 @@ def teacher_speed_tables(payload: dict[str, Any]) -> list[str]:
     return [table(rows, [*headers, "× Trainer (pad 128)", "× Trainer (dynamic)"])]
 
 
+def task_gradient_tables(payload: dict[str, Any]) -> list[str]:
+    """task_gradients.py: per state and task, the medians over the measured batches."""
+    import numpy as np
+
+    rows = []
+    for res in payload["results"]:
+        state = f"{Path(res['state']).name} (step {res['step']})"
+        for task in res["batches"][0]:
+            got = [b[task] for b in res["batches"] if b[task]["rows"]]
+            rows.append(
+                [
+                    state,
+                    task,
+                    f"{np.mean([b[task]['rows'] for b in res['batches']]):.1f}",
+                    f"{res['loss_weights'][task]:.3f}",
+                    f"{np.median([g['norm'] for g in got]):.2f}",
+                    f"{np.median([g['norm'] / g['rows'] for g in got]):.3f}",
+                    f"{np.median([g['cosine_with_batch'] for g in got]):.2f}",
+                ]
+            )
+    headers = ["state", "task", "rows/batch", "loss weight", "encoder grad norm", "per row"]
+    return [table(rows, [*headers, "cosine with batch"])]
+
+
 def tables_for(payload: dict[str, Any]) -> list[str]:
     """The tables of one result file, recognised by what it holds."""
     if "ratios" in payload or "accuracy_runs" in payload:
@@ -258,6 +283,8 @@ def tables_for(payload: dict[str, Any]) -> list[str]:
         return mfu_tables(payload)
     if "summary" in payload and payload["summary"] and "setting" in payload["summary"][0]:
         return allocator_tables(payload)
+    if "results" in payload and payload["results"] and "batches" in payload["results"][0]:
+        return task_gradient_tables(payload)
     if "teacher_run" in payload:
         return teacher_speed_tables(payload)
     raise ValueError("not a result file of a known benchmark")
@@ -277,6 +304,8 @@ QUOTED = (
     "scaling.json",
     "packing.json",
     "packing_alone.json",
+    "task_gradients_multi.json",
+    "task_gradients_bam.json",
 )
 """The result files BENCHMARKS.md quotes, in its order."""
 

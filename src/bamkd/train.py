@@ -685,7 +685,7 @@ def _forward_backward(
     Returns the per-task loss sums and row counts (zero for a stand-in row, ``scale`` 0)."""
     acc, model = ctx.accelerator, ctx.model
     sums, counts = torch.zeros(len(ctx.tasks)), torch.zeros(len(ctx.tasks))
-    micro = _micro_batches(ctx, rows)
+    micro = micro_batches(ctx, rows)
     for j, host in enumerate(micro):
         batch = {k: v.to(acc.device) for k, v in host.items()}
         watch.lap("data")
@@ -704,7 +704,7 @@ def _forward_backward(
     return sums, counts
 
 
-def _micro_batches(ctx: Context, rows: np.ndarray) -> list[dict[str, torch.Tensor]]:
+def micro_batches(ctx: Context, rows: np.ndarray) -> list[dict[str, torch.Tensor]]:
     """Host tensors of each micro-batch: one padded batch, or a few packed ones (one per row
     width), per ``train.grad_accumulation`` split of ``rows``."""
     cfg, store = ctx.cfg, ctx.store
