@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -568,6 +568,85 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
         ConfigError: naming the file and the key at fault.
     """
     path = Path(path)
+    doc = _read_task_document(path)
+    _check_task_keys(path, doc)
+    fail = _failer(path)
+    name = doc["name"]
+    # The spelling of a name is a TaskSpec rule, checked when the spec is built; a well-spelt
+    # name must not be a GLUE task's too.
+    if isinstance(name, str) and _NAME_RE.match(name) and _normalise(name) in _GLUE_ALIASES:
+        raise fail("name", f"{excerpt(name)} is a GLUE task name; choose another name.")
+    fmt = doc["format"]
+    if fmt not in USER_FORMATS:
+        raise fail("format", f"must be one of {', '.join(USER_FORMATS)}, got {excerpt(fmt)}.")
+    header = doc.get("header", True)
+    if not isinstance(header, bool):
+        raise fail("header", f"must be true or false, got {excerpt(header)}.")
+    if fmt not in ("csv", "tsv") and "header" in doc:
+        raise fail("header", f"only applies to csv and tsv files; remove it for {fmt}.")
+    source = _task_source(path, doc, fmt)
+
+    # Columns: their count, their kind (names or numbers) and whether a label column is needed
+    # are TaskSpec rules, checked when the spec is built below.
+    text_columns = doc["text_columns"]
+    if not isinstance(text_columns, list):
+        raise fail("text_columns", f"{_TEXT_COLUMNS_SHAPE}, got {excerpt(text_columns)}.")
+    texts = tuple(text_columns)
+    kind, label_names, regression_range = _task_labels(path, doc, fmt, source)
+    metrics = doc.get(
+        "metrics", ["accuracy"] if kind == "classification" else ["pearson", "spearman"]
+    )
+    allowed = CLASSIFICATION_METRICS if kind == "classification" else REGRESSION_METRICS
+    if not isinstance(metrics, list) or not metrics:  # which ones apply is a TaskSpec rule
+        raise fail("metrics", f"must be a list of metric names from {', '.join(allowed)}.")
+    symmetric = doc.get("symmetric", False)
+    if not isinstance(symmetric, bool):
+        raise fail("symmetric", f"must be true or false, got {excerpt(symmetric)}.")
+    display_name = doc.get("display_name", name)
+    if not isinstance(display_name, str) or not display_name:
+        raise fail("display_name", f"must be a non-empty string, got {excerpt(display_name)}.")
+
+    splits = source.splits
+    try:
+        return TaskSpec(
+            name=name,
+            kind=kind,
+            label_names=label_names,
+            regression_range=regression_range,
+            metrics=tuple(metrics),
+            symmetric=symmetric,
+            splits=splits,
+            eval_splits=tuple(s for s in splits if s not in ("train", "test")),
+            test_splits=("test",) if "test" in splits else (),
+            submission_names={"test": display_name} if "test" in splits else {},
+            display_name=display_name,
+            is_pair=len(texts) == 2,
+            format=fmt,
+            text_columns=texts,
+            label_column=doc.get("label_column"),
+            id_column=doc.get("id_column"),
+            header=header,
+            source=str(path.resolve()),
+            dataset=source.dataset,
+            dataset_config=source.dataset_config,
+        )
+    except SpecError as e:
+        raise ConfigError(f"{path}: {e.in_file}") from None
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def _failer(path: Path) -> Callable[[str, str], ConfigError]:
+    """The error for a task file's key: ``<file>: key '<key>': <problem>``."""
+
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{path}: key {excerpt(key)}: {problem}")
+
+    return fail
+
+
+def _read_task_document(path: Path) -> dict:
+    """The task file's YAML mapping; a ConfigError naming the file (and line) otherwise."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -585,10 +664,11 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
         raise ConfigError(
             f"{path}: a task file must be a YAML mapping with keys such as name, format, files."
         )
+    return doc
 
-    def fail(key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{path}: key {excerpt(key)}: {problem}")
 
+def _check_task_keys(path: Path, doc: dict) -> None:
+    """No unknown key (with the closest known one suggested), every required key present."""
     for key in doc:
         if key not in _YAML_KEYS:
             close = difflib.get_close_matches(str(key), _YAML_KEYS, n=1)
@@ -596,29 +676,26 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
             raise ConfigError(
                 f"{path}: unknown key {excerpt(key)}.{hint} Allowed keys: {', '.join(_YAML_KEYS)}."
             )
-    # Files for file formats, splits for datasets; the wrong one of the two is named below.
+    # Files for file formats, splits for datasets; the wrong one of the two is named later.
     listing = "splits" if doc.get("format") in ("disk", "hub") else "files"
     for key in ("name", "format", listing, "text_columns"):
         if key not in doc and not (key == listing and {"files", "splits"} & set(doc)):
             raise ConfigError(f"{path}: missing required key {excerpt(key)}.")
 
-    # The spelling of a name is a TaskSpec rule, checked when the spec is built; a well-spelt
-    # name must not be a GLUE task's too.
-    name = doc["name"]
-    if isinstance(name, str) and _NAME_RE.match(name) and _normalise(name) in _GLUE_ALIASES:
-        raise fail("name", f"{excerpt(name)} is a GLUE task name; choose another name.")
 
-    fmt = doc["format"]
-    if fmt not in USER_FORMATS:
-        raise fail("format", f"must be one of {', '.join(USER_FORMATS)}, got {excerpt(fmt)}.")
+@dataclass(frozen=True)
+class _TaskSource:
+    """Where a task file's rows come from: a path (or dataset split name) per split."""
 
-    header = doc.get("header", True)
-    if not isinstance(header, bool):
-        raise fail("header", f"must be true or false, got {excerpt(header)}.")
-    if fmt not in ("csv", "tsv") and "header" in doc:
-        raise fail("header", f"only applies to csv and tsv files; remove it for {fmt}.")
+    splits: dict[str, str]
+    dataset: str = ""
+    dataset_config: str | None = None
 
-    # Files (csv, tsv, jsonl, parquet) are paths; a dataset (disk, hub) names its own splits.
+
+def _task_source(path: Path, doc: dict, fmt: str) -> _TaskSource:
+    """The splits of a task file: paths for file formats (csv, tsv, jsonl, parquet), relative
+    to the file; split names of a dataset for disk and hub, with the dataset (and config)."""
+    fail = _failer(path)
     by_dataset = fmt in ("disk", "hub")
     list_key, wrong_key = ("splits", "files") if by_dataset else ("files", "splits")
     if wrong_key in doc:
@@ -655,42 +732,44 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
             raise fail(list_key, f"{list_key}.{split} must be {what}, got {excerpt(file)}.")
         # Relative paths are relative to the YAML file, so a task folder can move as a whole.
         splits[split] = file if by_dataset else str((path.parent / file).resolve())
-    dataset, dataset_config = "", None
-    if by_dataset:
-        given = doc.get("dataset")
-        if not isinstance(given, str) or not given:
-            what = "a save_to_disk folder" if fmt == "disk" else "a hub id such as 'imdb'"
-            raise fail("dataset", f"format {fmt} needs dataset: {what}, got {excerpt(given)}.")
-        dataset = str((path.parent / given).resolve()) if fmt == "disk" else given
-        dataset_config = doc.get("config")
-        if dataset_config is not None and (
-            not isinstance(dataset_config, str) or not dataset_config
-        ):
-            raise fail(
-                "config",
-                f"must be the dataset's configuration name, got {excerpt(dataset_config)}.",
-            )
+    if not by_dataset:
+        return _TaskSource(splits)
+    given = doc.get("dataset")
+    if not isinstance(given, str) or not given:
+        what = "a save_to_disk folder" if fmt == "disk" else "a hub id such as 'imdb'"
+        raise fail("dataset", f"format {fmt} needs dataset: {what}, got {excerpt(given)}.")
+    dataset_config = doc.get("config")
+    if dataset_config is not None and (not isinstance(dataset_config, str) or not dataset_config):
+        raise fail(
+            "config", f"must be the dataset's configuration name, got {excerpt(dataset_config)}."
+        )
+    dataset = str((path.parent / given).resolve()) if fmt == "disk" else given
+    return _TaskSource(splits, dataset, dataset_config)
 
-    # Columns: their count, their kind (names or numbers) and whether a label column is needed
-    # are TaskSpec rules, checked when the spec is built below.
-    text_columns = doc["text_columns"]
-    if not isinstance(text_columns, list):
-        raise fail("text_columns", f"{_TEXT_COLUMNS_SHAPE}, got {excerpt(text_columns)}.")
-    texts = tuple(text_columns)
+
+def _task_labels(
+    path: Path, doc: dict, fmt: str, source: _TaskSource
+) -> tuple[TaskKind, tuple[str, ...], tuple[float, float]]:
+    """The task's kind with its label names (classification) or value range (regression).
+
+    A table's ClassLabel label column names its classes when the file gives neither.
+    """
+    fail = _failer(path)
     label_column = doc.get("label_column")
-    id_column = doc.get("id_column")
-
     has_labels, has_range = "label_names" in doc, "regression_range" in doc
     inferred: list[str] | None = None
     if not has_labels and not has_range and fmt in TABLE_FORMATS and label_column is not None:
-        # A dataset's ClassLabel feature names its classes; take them when the file does not.
         from bamkd.tasks.tables import class_label_names
 
-        labelled = [s for s in splits if s != "test"]
+        labelled = [s for s in source.splits if s != "test"]
         if labelled:
-            split = "train" if "train" in splits else labelled[0]
+            split = "train" if "train" in source.splits else labelled[0]
             inferred = class_label_names(
-                fmt, splits[split], str(label_column), dataset=dataset, config=dataset_config
+                fmt,
+                source.splits[split],
+                str(label_column),
+                dataset=source.dataset,
+                config=source.dataset_config,
             )
         if inferred is not None:
             doc = {**doc, "label_names": inferred}
@@ -705,28 +784,7 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
                 else "."
             )
         )
-    label_names: tuple[str, ...] = ()
-    regression_range: tuple[float, float] = (0.0, 5.0)
-    if has_labels:
-        kind: TaskKind = "classification"
-        raw = doc["label_names"]
-        if not isinstance(raw, list):  # how many is a TaskSpec rule
-            raise fail("label_names", f"must list at least two labels, got {excerpt(raw)}.")
-        names = []
-        for value in raw:
-            # YAML reads yes/no/true/false as booleans; str(True) would silently become "True".
-            if isinstance(value, bool):
-                raise fail(
-                    "label_names",
-                    f"a label was read as the YAML boolean {str(value).lower()}; quote labels "
-                    f'such as yes, no, on, off, true, false, e.g. ["no", "yes"].',
-                )
-            if not isinstance(value, str | int):
-                raise fail("label_names", f"labels must be strings, got {excerpt(value)}.")
-            names.append(str(value))
-        label_names = tuple(names)
-    else:
-        kind = "regression"
+    if not has_labels:
         raw = doc["regression_range"]
         if (
             not isinstance(raw, list)
@@ -734,47 +792,20 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
             or any(isinstance(v, bool) or not isinstance(v, int | float) for v in raw)
         ):
             raise fail("regression_range", f"must be two numbers [lo, hi], got {excerpt(raw)}.")
-        regression_range = (float(raw[0]), float(raw[1]))
-
-    metrics = doc.get(
-        "metrics", ["accuracy"] if kind == "classification" else ["pearson", "spearman"]
-    )
-    allowed = CLASSIFICATION_METRICS if kind == "classification" else REGRESSION_METRICS
-    if not isinstance(metrics, list) or not metrics:  # which ones apply is a TaskSpec rule
-        raise fail("metrics", f"must be a list of metric names from {', '.join(allowed)}.")
-
-    symmetric = doc.get("symmetric", False)
-    if not isinstance(symmetric, bool):
-        raise fail("symmetric", f"must be true or false, got {excerpt(symmetric)}.")
-
-    display_name = doc.get("display_name", name)
-    if not isinstance(display_name, str) or not display_name:
-        raise fail("display_name", f"must be a non-empty string, got {excerpt(display_name)}.")
-
-    try:
-        return TaskSpec(
-            name=name,
-            kind=kind,
-            label_names=label_names,
-            regression_range=regression_range,
-            metrics=tuple(metrics),
-            symmetric=symmetric,
-            splits=splits,
-            eval_splits=tuple(s for s in splits if s not in ("train", "test")),
-            test_splits=("test",) if "test" in splits else (),
-            submission_names={"test": display_name} if "test" in splits else {},
-            display_name=display_name,
-            is_pair=len(texts) == 2,
-            format=fmt,
-            text_columns=texts,
-            label_column=label_column,
-            id_column=id_column,
-            header=header,
-            source=str(path.resolve()),
-            dataset=dataset,
-            dataset_config=dataset_config,
-        )
-    except SpecError as e:
-        raise ConfigError(f"{path}: {e.in_file}") from None
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        return "regression", (), (float(raw[0]), float(raw[1]))
+    raw = doc["label_names"]
+    if not isinstance(raw, list):  # how many is a TaskSpec rule
+        raise fail("label_names", f"must list at least two labels, got {excerpt(raw)}.")
+    names = []
+    for value in raw:
+        # YAML reads yes/no/true/false as booleans; str(True) would silently become "True".
+        if isinstance(value, bool):
+            raise fail(
+                "label_names",
+                f"a label was read as the YAML boolean {str(value).lower()}; quote labels "
+                f'such as yes, no, on, off, true, false, e.g. ["no", "yes"].',
+            )
+        if not isinstance(value, str | int):
+            raise fail("label_names", f"labels must be strings, got {excerpt(value)}.")
+        names.append(str(value))
+    return "classification", tuple(names), (0.0, 5.0)
