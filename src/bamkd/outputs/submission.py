@@ -229,42 +229,15 @@ def write_submission(
     """
     if wnli_policy not in WNLI_POLICIES:
         raise ConfigError(f"wnli_policy must be one of {WNLI_POLICIES}, got {wnli_policy!r}")
-
     # Build and check every table before writing anything, so a bad task leaves no partial set.
-    tables: list[_Table] = []
+    tables = _model_tables(predictions, specs, example_ids, skip_wnli=wnli_policy != "model")
     notes: list[str] = []
-    for task, by_split in predictions.items():
-        if task == _WNLI and wnli_policy != "model":
-            continue
-        if task not in specs:
-            raise ConfigError(f"no task spec for {task!r}; known specs: {sorted(specs)}")
-        spec = specs[task]
-        task_ids = example_ids.get(task, {})
-        for split, values in by_split.items():
-            if split not in task_ids:
-                raise DataError(f"{task}/{split}: predictions given but no example ids")
-            tables.append(_build_table(task, split, spec, np.asarray(values), task_ids[split]))
-
     if wnli_policy == "majority":
-        wnli_ids = example_ids.get(_WNLI, {})
-        if _WNLI in specs and wnli_ids:
-            spec = specs[_WNLI]
-            split = spec.test_splits[0]
-            if split not in wnli_ids:
-                raise DataError(f"wnli: no example ids for test split {split!r}")
-            table = _wnli_majority_table(spec, wnli_ids[split], wnli_majority_label)
-            tables.append(table)
-            notes.append(
-                f"WNLI.tsv predicts the majority training class {table.values[0]!r} for every row"
-                " (wnli_policy='majority')"
-                if table.values
-                else "WNLI.tsv is empty: no WNLI test ids"
-            )
-        else:
-            logger.warning("WNLI majority policy: no WNLI spec or test ids given; WNLI not written")
+        table, note = _wnli_majority(specs, example_ids, wnli_majority_label)
+        tables += [table] if table is not None else []
+        notes += [note] if note else []
     elif wnli_policy == "skip":
         notes.append("WNLI skipped (wnli_policy='skip')")
-
     stems = [table.stem for table in tables]
     duplicates = sorted({stem for stem in stems if stems.count(stem) > 1})
     if duplicates:
@@ -272,15 +245,74 @@ def write_submission(
     if not tables:
         raise DataError("no predictions to write: every GLUE submission file would be missing")
 
-    # Official files first, in leaderboard order; user tasks after, by name.
-    def order(table: _Table) -> tuple[int, str]:
-        if table.stem in GLUE_SUBMISSION_NAMES:
-            return (GLUE_SUBMISSION_NAMES.index(table.stem), table.stem)
-        return (len(GLUE_SUBMISSION_NAMES), table.stem)
+    paths = _write_tables(sorted(tables, key=_leaderboard_order), Path(out_dir))
+    archive = Path(out_dir) / ARCHIVE_NAME
+    _write_archive(archive, paths)
+    missing = [f"{stem}.tsv" for stem in GLUE_SUBMISSION_NAMES if stem not in stems]
+    if missing:
+        logger.warning("GLUE submission is missing %s", ", ".join(missing))
+    return SubmissionReport(
+        written=[path.name for path in paths], missing=missing, archive=archive, notes=notes
+    )
 
-    tables.sort(key=order)
 
-    out_dir = Path(out_dir)
+def _model_tables(
+    predictions: Mapping[str, Mapping[str, np.ndarray]],
+    specs: Mapping[str, TaskSpec],
+    example_ids: Mapping[str, Mapping[str, Sequence[str]]],
+    *,
+    skip_wnli: bool,
+) -> list[_Table]:
+    """One checked table per task and test split of the model's predictions."""
+    tables: list[_Table] = []
+    for task, by_split in predictions.items():
+        if task == _WNLI and skip_wnli:
+            continue
+        if task not in specs:
+            raise ConfigError(f"no task spec for {task!r}; known specs: {sorted(specs)}")
+        task_ids = example_ids.get(task, {})
+        for split, values in by_split.items():
+            if split not in task_ids:
+                raise DataError(f"{task}/{split}: predictions given but no example ids")
+            tables.append(
+                _build_table(task, split, specs[task], np.asarray(values), task_ids[split])
+            )
+    return tables
+
+
+def _wnli_majority(
+    specs: Mapping[str, TaskSpec],
+    example_ids: Mapping[str, Mapping[str, Sequence[str]]],
+    majority_label: int | None,
+) -> tuple[_Table | None, str | None]:
+    """The WNLI table of the majority policy and its note; (None, None) without WNLI ids."""
+    wnli_ids = example_ids.get(_WNLI, {})
+    if _WNLI not in specs or not wnli_ids:
+        logger.warning("WNLI majority policy: no WNLI spec or test ids given; WNLI not written")
+        return None, None
+    spec = specs[_WNLI]
+    split = spec.test_splits[0]
+    if split not in wnli_ids:
+        raise DataError(f"wnli: no example ids for test split {split!r}")
+    table = _wnli_majority_table(spec, wnli_ids[split], majority_label)
+    note = (
+        f"WNLI.tsv predicts the majority training class {table.values[0]!r} for every row"
+        " (wnli_policy='majority')"
+        if table.values
+        else "WNLI.tsv is empty: no WNLI test ids"
+    )
+    return table, note
+
+
+def _leaderboard_order(table: _Table) -> tuple[int, str]:
+    """Official files first, in leaderboard order; user tasks after, by name."""
+    if table.stem in GLUE_SUBMISSION_NAMES:
+        return (GLUE_SUBMISSION_NAMES.index(table.stem), table.stem)
+    return (len(GLUE_SUBMISSION_NAMES), table.stem)
+
+
+def _write_tables(tables: list[_Table], out_dir: Path) -> list[Path]:
+    """One ``<stem>.tsv`` per table (atomic writes); warns of other .tsv files left there."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     for table in tables:
@@ -289,21 +321,12 @@ def write_submission(
         write_text(path, _HEADER + rows)
         paths.append(path)
         logger.info("wrote %s (%d rows)", path, len(table.indices))
-
     written_names = {path.name for path in paths}
     stale = sorted(p.name for p in out_dir.glob("*.tsv") if p.name not in written_names)
     if stale:
         # Left over from an earlier run; they stay on disk but are not put in the archive.
         logger.warning("%s holds other .tsv files not in this submission: %s", out_dir, stale)
-
-    archive = out_dir / ARCHIVE_NAME
-    _write_archive(archive, paths)
-    missing = [f"{stem}.tsv" for stem in GLUE_SUBMISSION_NAMES if stem not in stems]
-    if missing:
-        logger.warning("GLUE submission is missing %s", ", ".join(missing))
-    return SubmissionReport(
-        written=[path.name for path in paths], missing=missing, archive=archive, notes=notes
-    )
+    return paths
 
 
 def submit(
