@@ -290,48 +290,15 @@ def _size_speed_table(
     smaller BAM student gets one plain sentence: the share of its teachers' score it keeps and
     how much faster it is.
     """
-    planned: dict[str, dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
-    for run in runs:
-        if not is_pairs(run.variant):
-            planned[_row(run)][run.seed].append(run)
-    # A seed counts once all its planned runs finished (as the scores do): a Single seed with
-    # three of five teachers would understate its cost and overstate its speed.
-    by_row = {
-        key: complete
-        for key, seeds in planned.items()
-        if (
-            complete := {
-                seed: rs for seed, rs in seeds.items() if all(is_finished(r.folder) for r in rs)
-            }
-        )
-    }
+    by_row = _finished_seeds(runs)
     rows = table_rows(list(by_row), sizes)
     if not rows:
         return []
     costs: dict[str, _Cost] = {}
     settings: list[dict] = []
     for key in rows:
-        seeds = list(by_row[key].values())
-        saved = [[saved_size(r.folder) for r in seed_runs] for seed_runs in seeds]
-        params = [sum(s[0] for s in seed if s) for seed in saved if all(seed)]
-        per_seed = []
-        for seed_runs in seeds:
-            measured = [m for m in (read_speed(r.folder) for r in seed_runs) if m is not None]
-            if len(measured) == len(seed_runs):  # a seed's speed needs all its runs
-                examples = sum(m["examples"] for m in measured)
-                per_seed.append(examples / sum(m["seconds"] for m in measured))
-                settings += [m.get("settings", {}) for m in measured]
-        quality = list(averages.get(key, {}).values())
-        costs[key] = _Cost(
-            models=max(map(len, seeds)),
-            layers=sorted({s[1] for seed in saved for s in seed if s and s[1]}),
-            parameters=statistics.median(params) if params else None,
-            minutes=statistics.median(
-                sum(training_seconds(r.folder) for r in seed_runs) / 60 for seed_runs in seeds
-            ),
-            speed=statistics.median(per_seed) if per_seed else None,
-            quality=statistics.median(quality) if quality else None,
-        )
+        costs[key], measured_with = _row_cost(list(by_row[key].values()), averages.get(key, {}))
+        settings += measured_with
     teachers = costs.get("single")
 
     def share(cost: _Cost) -> str | None:
@@ -387,6 +354,53 @@ def _size_speed_table(
         )
         lines.append("")
     return lines
+
+
+def _finished_seeds(runs: Sequence[Any]) -> dict[str, dict[int, list[Any]]]:
+    """Report row -> seed -> its runs, for the seeds whose planned runs all finished (as the
+    scores count them): a Single seed with three of five teachers would understate its cost
+    and overstate its speed. Rows without such a seed are left out; pairs have a table of
+    their own."""
+    planned: dict[str, dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        if not is_pairs(run.variant):
+            planned[_row(run)][run.seed].append(run)
+    return {
+        key: complete
+        for key, seeds in planned.items()
+        if (
+            complete := {
+                seed: rs for seed, rs in seeds.items() if all(is_finished(r.folder) for r in rs)
+            }
+        )
+    }
+
+
+def _row_cost(seeds: list[list[Any]], averages: dict[int, float]) -> tuple[_Cost, list[dict]]:
+    """A row's cost, median over its seeds (each seed's runs add up), and the settings its
+    speeds were measured with. A seed's speed needs every one of its runs measured."""
+    saved = [[saved_size(r.folder) for r in seed_runs] for seed_runs in seeds]
+    params = [sum(s[0] for s in seed if s) for seed in saved if all(seed)]
+    per_seed = []
+    settings: list[dict] = []
+    for seed_runs in seeds:
+        measured = [m for m in (read_speed(r.folder) for r in seed_runs) if m is not None]
+        if len(measured) == len(seed_runs):
+            examples = sum(m["examples"] for m in measured)
+            per_seed.append(examples / sum(m["seconds"] for m in measured))
+            settings += [m.get("settings", {}) for m in measured]
+    quality = list(averages.values())
+    cost = _Cost(
+        models=max(map(len, seeds)),
+        layers=sorted({s[1] for seed in saved for s in seed if s and s[1]}),
+        parameters=statistics.median(params) if params else None,
+        minutes=statistics.median(
+            sum(training_seconds(r.folder) for r in seed_runs) / 60 for seed_runs in seeds
+        ),
+        speed=statistics.median(per_seed) if per_seed else None,
+        quality=statistics.median(quality) if quality else None,
+    )
+    return cost, settings
 
 
 def _count(n: float | None) -> str:
