@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -120,53 +121,22 @@ def check_task_file(
     for split in spec.splits:
         data = read_split(spec, split, limit=limit)
         enc = encode_examples(data, tokenizer, max_seq_length, spec.name, split)
-        # Lengths before truncation: tokenize again without a limit (a check, not a hot path).
-        full = tokenizer(
-            [ex.text_a for ex in data],
-            [ex.text_b or "" for ex in data] if spec.is_pair else None,
-            truncation=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-            verbose=False,
-        )["input_ids"]
-        lengths = np.array([len(r) for r in full])
+        lengths = _untruncated_lengths(spec, data, tokenizer)
         truncated = int((lengths > max_seq_length).sum())
-        if not has_labels(spec, split):
-            labels = "none (test split)"
-        elif spec.kind == "classification":
-            counts = Counter(int(ex.label) for ex in data if ex.label is not None)
-            labels = ", ".join(
-                f"{name} {counts.get(i, 0)} ({_percent(counts.get(i, 0), len(data))})"
-                for i, name in enumerate(spec.label_names)
-            )
-        else:
-            values = np.array([float(ex.label) for ex in data if ex.label is not None])
-            labels = f"mean {values.mean():.3g}, min {values.min():.3g}, max {values.max():.3g}"
         rows.append(
             [
                 split,
                 f"{len(data):,}",
-                labels,
+                _label_summary(spec, split, data),
                 f"{int(np.median(lengths))} / {int(np.percentile(lengths, 95))} / "
                 f"{int(lengths.max())}",
                 f"{truncated:,} ({_percent(truncated, len(data))})",
                 table_location(spec, split),
             ]
         )
-        for i in range(min(examples, len(data))):
-            ex = data[i]
-            row = enc.input_ids[enc.offsets[i] : enc.offsets[i + 1]]
-            tokens = tokenizer.convert_ids_to_tokens([int(t) for t in row])
-            if ex.label is None:
-                label = "-"
-            elif spec.kind == "classification":
-                label = spec.label_names[int(ex.label)]
-            else:
-                label = f"{float(ex.label):g}"
-            text = " ".join(tokens)
-            if len(text) > 160:
-                text = text[:157] + "..."
-            shown.append(f"  {ex.id}  label {label}  {len(row)} tokens: {text}")
+        shown += [
+            _example_line(spec, data[i], enc, i, tokenizer) for i in range(min(examples, len(data)))
+        ]
     out.append(_table(rows))
     out += ["", "examples (as the model sees them):", *shown]
     if any(r[4].split()[0] != "0" for r in rows[1:]):
@@ -176,3 +146,47 @@ def check_task_file(
         )
     out.append("\nok: the task file and its data are valid.")
     return "\n".join(out)
+
+
+def _untruncated_lengths(spec: TaskSpec, data: list, tokenizer: Any) -> np.ndarray:
+    """Each row's token count before truncation: tokenized again without a limit (a check,
+    not a hot path)."""
+    full = tokenizer(
+        [ex.text_a for ex in data],
+        [ex.text_b or "" for ex in data] if spec.is_pair else None,
+        truncation=False,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+        verbose=False,
+    )["input_ids"]
+    return np.array([len(r) for r in full])
+
+
+def _label_summary(spec: TaskSpec, split: str, data: list) -> str:
+    """Class counts (classification) or the value range (regression) of a split's labels."""
+    if not has_labels(spec, split):
+        return "none (test split)"
+    if spec.kind == "classification":
+        counts = Counter(int(ex.label) for ex in data if ex.label is not None)
+        return ", ".join(
+            f"{name} {counts.get(i, 0)} ({_percent(counts.get(i, 0), len(data))})"
+            for i, name in enumerate(spec.label_names)
+        )
+    values = np.array([float(ex.label) for ex in data if ex.label is not None])
+    return f"mean {values.mean():.3g}, min {values.min():.3g}, max {values.max():.3g}"
+
+
+def _example_line(spec: TaskSpec, ex: Any, enc: Any, i: int, tokenizer: Any) -> str:
+    """One example as the model sees it: id, label, token count and tokens (cut at 160 chars)."""
+    row = enc.input_ids[enc.offsets[i] : enc.offsets[i + 1]]
+    tokens = tokenizer.convert_ids_to_tokens([int(t) for t in row])
+    if ex.label is None:
+        label = "-"
+    elif spec.kind == "classification":
+        label = spec.label_names[int(ex.label)]
+    else:
+        label = f"{float(ex.label):g}"
+    text = " ".join(tokens)
+    if len(text) > 160:
+        text = text[:157] + "..."
+    return f"  {ex.id}  label {label}  {len(row)} tokens: {text}"
