@@ -33,7 +33,7 @@ from bamkd.config import (
 from bamkd.errors import BamkdError, ConfigError, excerpt
 from bamkd.experiments.speed import SpeedSettings, measure_missing
 from bamkd.experiments.variants import VARIANTS, is_pairs, is_sized
-from bamkd.runtime.runs import CONFIG_NAME, PLAN_NAME, is_finished
+from bamkd.runtime.runs import CONFIG_NAME, PLAN_NAME, is_finished, run_progress
 from bamkd.runtime.stop import TrainingStopped
 from bamkd.runtime.storage import write_text
 
@@ -387,7 +387,8 @@ def run_experiment(
     root = Path(exp.output_dir)
     trained, skipped = [], []
     if dry_run:
-        return ExperimentResult(exp, runs, [], [], 0.0, ["plan:", *map(_plan_line, runs)])
+        done = [r.id for r in runs if is_finished(r.folder)]
+        return ExperimentResult(exp, runs, [], done, 0.0, ["plan:", *map(_plan_line, runs)])
     _check_reused(exp, runs)
     _check_inputs(exp, runs)  # nothing is created before every run's inputs are known to be usable
     root.mkdir(parents=True, exist_ok=True)
@@ -452,11 +453,22 @@ def _only(runs: list[PlannedRun], only: list[str], exp: Experiment) -> list[Plan
 
 
 def _plan_line(run: PlannedRun) -> str:
-    """One dry-run line: done, todo or (for a reused run that is not there) missing."""
+    """One dry-run line: done, running (a process holds the run), todo, or (for a reused run
+    that is not there) missing; an unfinished run says where it stands."""
     finished = is_finished(run.folder)
-    if run.reused_from is None:
-        return f"{'done' if finished else 'todo'}  {run.id}"
-    return f"{'done' if finished else 'missing'}  {run.id}  (reused from {run.reused_from})"
+    if run.reused_from is not None:
+        return f"{'done' if finished else 'missing'}  {run.id}  (reused from {run.reused_from})"
+    if finished:
+        return f"done  {run.id}"
+    at = run_progress(run.folder)
+    of = f" of {at.total_steps}" if at.total_steps else ""
+    if at.holder is not None:
+        step = at.logged_step if at.logged_step is not None else at.checkpoint_step
+        where = f": step {step}{of}" if step is not None else ""
+        return f"running  {run.id}  (process {at.holder}{where})"
+    if at.checkpoint_step is not None:
+        return f"todo  {run.id}  (resumes from its checkpoint at step {at.checkpoint_step}{of})"
+    return f"todo  {run.id}"
 
 
 REUSE_IGNORED = (

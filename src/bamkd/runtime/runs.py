@@ -8,11 +8,14 @@ presence means the run is complete.
 
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from bamkd.config import DataConfig, RunConfig, from_dict, load_yaml
 from bamkd.errors import BamkdError
-from bamkd.runtime.storage import read_json
+from bamkd.runtime.storage import RunLock, read_json
 from bamkd.tasks import GLUE_TASKS, TaskSpec, get_task, glue_task, load_task_yaml
 
 CONFIG_NAME = "config.yaml"
@@ -47,6 +50,61 @@ def training_seconds(run_dir: str | Path) -> float:
         return float(read_json(Path(run_dir) / STATE_NAME).get("elapsed_seconds", 0.0))
     except BamkdError:
         return 0.0
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """How far an unfinished run has come, read from its folder without loading anything."""
+
+    checkpoint_step: int | None
+    """Step of its newest checkpoint (None: none yet); a resumed run continues from there."""
+    total_steps: int | None
+    """Steps the run plans (known once it has a checkpoint)."""
+    logged_step: int | None
+    """Last step in its metrics log (newer than the checkpoint while it trains)."""
+    holder: str | None
+    """Process id training it now, or None."""
+
+
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+def run_progress(run_dir: str | Path) -> RunProgress:
+    """Where an unfinished run stands: its newest checkpoint, last logged step, and whether a
+    process holds it (`RunLock.holder`)."""
+    run_dir = Path(run_dir)
+    checkpoint_step = total_steps = None
+    folders = sorted(
+        (int(m.group(1)), p)
+        for p in (run_dir / "checkpoints").glob("step-*")
+        if (m := _STEP_DIR.match(p.name)) and (p / STATE_NAME).is_file()
+    )
+    if folders:
+        try:
+            state = read_json(folders[-1][1] / STATE_NAME)
+            checkpoint_step, total_steps = int(state["step"]), int(state["total_steps"])
+        except (BamkdError, KeyError, TypeError, ValueError):
+            pass
+    return RunProgress(
+        checkpoint_step, total_steps, _last_logged_step(run_dir), RunLock.holder(run_dir)
+    )
+
+
+def _last_logged_step(run_dir: Path) -> int | None:
+    """The step of the metrics log's last complete record (reads only the file's tail)."""
+    path = run_dir / "metrics.jsonl"
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - 8192))
+            tail = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    for line in reversed(tail.splitlines()):
+        try:
+            return int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return None
 
 
 def task_specs(data: DataConfig) -> dict[str, TaskSpec]:

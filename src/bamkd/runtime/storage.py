@@ -269,6 +269,28 @@ class RunLock:
         self._fd = fd
         return self
 
+    @staticmethod
+    def holder(folder: str | Path) -> str | None:
+        """The process id holding ``folder``'s lock, or None when no process holds it.
+
+        Creates nothing: a folder without a lock file was never locked. The probe takes the
+        lock shared for an instant; a run starting in that instant would be told the folder
+        is in use, and starting it again works.
+        """
+        try:
+            fd = os.open(Path(folder) / ".lock", os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.read(fd, 64).decode(errors="replace").strip() or "another process"
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
