@@ -38,6 +38,7 @@ class LogWindow:
         self.sums = torch.zeros(len(self.tasks))
         self.counts = torch.zeros(len(self.tasks))
         self.examples = 0
+        self.steps = 0
         self.tokens = 0  # real tokens this process computed
         self.slots = 0  # token positions this process computed, padding included
         self.start = time.perf_counter()
@@ -52,6 +53,7 @@ class LogWindow:
         self.sums += sums
         self.counts += counts
         self.examples += examples
+        self.steps += 1
 
     def record(
         self,
@@ -74,6 +76,7 @@ class LogWindow:
             "lr": lr,
             "grad_norm": grad_norm,
             "examples_per_s": self.examples / elapsed,
+            "seconds_per_step": elapsed / max(self.steps, 1),
             # This process's share; the padding share is of the positions it computed.
             "tokens_per_s": self.tokens / elapsed,
             "padding": 1.0 - self.tokens / max(self.slots, 1),
@@ -90,10 +93,19 @@ def show(bar: Any, record: Mapping[str, Any], mean_loss: float, step: int, total
         bar.set_postfix(loss=f"{mean_loss:.4f}", ex_s=f"{record['examples_per_s']:.0f}")
         return
     log.info(
-        "step %d/%d epoch %.2f loss %s ex/s %.1f",
+        "step %d/%d epoch %.2f loss %s ex/s %.1f eta %s",
         step,
         total,
         record["epoch"],
         " ".join(f"{k}={v:.4f}" for k, v in record["loss"].items()),
         record["examples_per_s"],
+        eta(record["seconds_per_step"] * (total - step)),
     )
+
+
+def eta(seconds: float) -> str:
+    """Time left at the last window's pace: ``45s``, ``12m``, ``2h05m``."""
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes = round(seconds / 60)
+    return f"{minutes}m" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
