@@ -105,7 +105,7 @@ def show(bar: Any, record: Mapping[str, Any], mean_loss: float, step: int, total
 
 def eta(seconds: float) -> str:
     """Time left at the last window's pace: ``45s``, ``12m``, ``2h05m``."""
-    if seconds < 60:
+    if seconds < 59.5:
         return f"{seconds:.0f}s"
     minutes = round(seconds / 60)
     return f"{minutes}m" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"

@@ -12,7 +12,7 @@ from bamkd.steplog import eta, show
 RECORD = {
     "epoch": 0.5,
     "examples_per_s": 12.0,
-    "seconds_per_step": 90.0,
+    "seconds_per_step": 100.0,
     "loss": {"a": 0.25, "b": 1.5},
 }
 
@@ -25,8 +25,8 @@ def test_a_disabled_bar_takes_every_call_and_the_step_goes_to_the_log(monkeypatc
     with caplog.at_level(logging.INFO, logger="bamkd.steplog"):
         show(bar, RECORD, 0.8, 3, 10)
     bar.close()
-    # 7 steps left at 90 s a step: 10.5 minutes, rounded.
-    assert "step 3/10 epoch 0.50 loss a=0.2500 b=1.5000 ex/s 12.0 eta 10m" in caplog.text
+    # 7 steps left at 100 s a step: 11.7 minutes.
+    assert "step 3/10 epoch 0.50 loss a=0.2500 b=1.5000 ex/s 12.0 eta 12m" in caplog.text
 
 
 def test_an_enabled_bar_shows_the_step_and_keeps_it_out_of_the_log(monkeypatch, caplog):
@@ -43,7 +43,7 @@ def test_an_enabled_bar_shows_the_step_and_keeps_it_out_of_the_log(monkeypatch, 
 
 @pytest.mark.parametrize(
     ("seconds", "shown"),
-    [(0, "0s"), (59.4, "59s"), (61, "1m"), (3569, "59m"), (3600, "1h00m"), (7530, "2h06m")],
+    [(0, "0s"), (59.4, "59s"), (59.7, "1m"), (3569, "59m"), (3600, "1h00m"), (7530, "2h06m")],
 )
 def test_eta_reads_as_seconds_minutes_or_hours(seconds, shown):
     assert eta(seconds) == shown

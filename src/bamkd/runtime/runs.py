@@ -61,7 +61,8 @@ class RunProgress:
     total_steps: int | None
     """Steps the run plans (known once it has a checkpoint)."""
     logged_step: int | None
-    """Last step in its metrics log (newer than the checkpoint while it trains)."""
+    """Last step in its metrics log. While it trains, newer than the checkpoint; from a
+    stopped sitting, possibly past it (a resume truncates the log back to the checkpoint)."""
     holder: str | None
     """Process id training it now, or None."""
 
@@ -70,24 +71,24 @@ _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
 def run_progress(run_dir: str | Path) -> RunProgress:
-    """Where an unfinished run stands: its newest checkpoint, last logged step, and whether a
-    process holds it (`RunLock.holder`)."""
+    """Where an unfinished run stands: its newest readable checkpoint (the one a resume would
+    load), its last logged step, and whether a process holds it (`RunLock.holder`)."""
     run_dir = Path(run_dir)
     checkpoint_step = total_steps = None
     folders = sorted(
         (int(m.group(1)), p)
         for p in (run_dir / "checkpoints").glob("step-*")
-        if (m := _STEP_DIR.match(p.name)) and (p / STATE_NAME).is_file()
+        if (m := _STEP_DIR.match(p.name))
     )
-    if folders:
+    for _, folder in reversed(folders):
         try:
-            state = read_json(folders[-1][1] / STATE_NAME)
+            state = read_json(folder / STATE_NAME)
             checkpoint_step, total_steps = int(state["step"]), int(state["total_steps"])
+            break
         except (BamkdError, KeyError, TypeError, ValueError):
-            pass
-    return RunProgress(
-        checkpoint_step, total_steps, _last_logged_step(run_dir), RunLock.holder(run_dir)
-    )
+            continue
+    holder = RunLock.holder(run_dir)
+    return RunProgress(checkpoint_step, total_steps, _last_logged_step(run_dir), holder)
 
 
 def _last_logged_step(run_dir: Path) -> int | None:

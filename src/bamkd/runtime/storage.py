@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -255,9 +256,7 @@ class RunLock:
     def acquire(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _flock_within(fd, seconds=1.0):
             holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
             os.close(fd)
             raise BamkdError(
@@ -273,14 +272,20 @@ class RunLock:
     def holder(folder: str | Path) -> str | None:
         """The process id holding ``folder``'s lock, or None when no process holds it.
 
-        Creates nothing: a folder without a lock file was never locked. The probe takes the
-        lock shared for an instant; a run starting in that instant would be told the folder
-        is in use, and starting it again works.
+        Takes no lock and creates nothing: on Linux it reads the kernel's lock table
+        (/proc/locks); elsewhere it takes the lock shared for an instant, which a run starting
+        in that instant waits out (``acquire`` retries for a second).
         """
+        path = Path(folder) / ".lock"
         try:
-            fd = os.open(Path(folder) / ".lock", os.O_RDONLY)
+            st = path.stat()
         except OSError:
             return None
+        table = _kernel_locks()
+        if table is not None:
+            key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+            return table.get(key)
+        fd = os.open(path, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -302,6 +307,36 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _flock_within(fd: int, seconds: float) -> bool:
+    """Take an exclusive lock on ``fd``, retrying for ``seconds`` (a status probe may hold it
+    shared for an instant); False if another process still holds it."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+
+def _kernel_locks() -> dict[str, str] | None:
+    """Linux's flock table: ``major:minor:inode`` (hex, hex, decimal) -> pid holding an
+    exclusive lock; None where /proc/locks cannot be read."""
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return None
+    held = {}
+    for line in lines:
+        parts = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 25049 08:01:1234 0 EOF"; "->" marks a blocked waiter.
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[3] == "WRITE":
+            held[parts[5]] = parts[4]
+    return held
 
 
 def file_digest(path: str | Path) -> str:
