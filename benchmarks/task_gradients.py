@@ -6,7 +6,7 @@ In a summed multi-task loss, a task whose loss is numerically small (STS-B's squ
 the encoder is the gradient. For a trained (or freshly initialised) multi-task run, this script
 takes the run's own training batches and, for each task, back-propagates that task's share of
 the batch loss exactly as training weights it (task loss weights, the teacher mix at that step,
-sum reduction), then measures
+the run's loss reduction), then measures
 
 - the norm of the gradient on the encoder's parameters from the task's rows of the batch,
 - that norm per row of the task,
@@ -15,12 +15,13 @@ sum reduction), then measures
 Dropout is off (``model.eval()``) so the numbers are repeatable; everything runs in fp32.
 Model states: ``init`` (the run's seeded initialisation), ``final`` (its saved model), or a
 checkpoint folder (``step-00004200`` in the run's checkpoints, or a path to a copy of one).
-Nothing in the run folder is written: the context is built in a scratch folder from the run's
-saved config.
+Nothing in the run folder or its teachers' folders is written: the context is built in a
+scratch folder from the run's saved config (tokenized data goes to the usual cache), and a
+distilled run's teacher predictions must exist.
 
 Example (the faithful study's Multi seed 0 at initialisation, near the end and at the end; about
 three minutes on one thread):
-    cd benchmarks && python task_gradients.py ../../experiments/paper_faithful/runs/multi/seed0 \
+    cd benchmarks && python task_gradients.py ../experiments/paper_faithful/runs/multi/seed0 \
         --states init step-00004200 final --batches 8 --out results/task_gradients_multi.json
 """
 
@@ -41,8 +42,9 @@ import torch
 from safetensors.torch import load_file
 
 from bamkd.config import RunConfig, from_dict, load_yaml
-from bamkd.losses import batch_loss, gold_weights
+from bamkd.losses import batch_loss, gold_weights, loss_scale
 from bamkd.runtime.runs import CONFIG_NAME
+from bamkd.teachers import predictions_path
 from bamkd.train import micro_batches, model_inputs, setup
 
 
@@ -51,10 +53,8 @@ def _checkpoint(run: Path, state: str) -> Path:
     return Path(state) if "/" in state else run / "checkpoints" / state
 
 
-def _state_dict(run: Path, state: str) -> dict[str, torch.Tensor] | None:
-    """The weights of ``state`` in ``run``; None for ``init`` (the seeded initialisation)."""
-    if state == "init":
-        return None
+def _state_dict_path(run: Path, state: str) -> Path:
+    """The weights file of ``final`` or a checkpoint; exits naming it when it is missing."""
     path = (
         run / "model" / "bamkd_model.safetensors"
         if state == "final"
@@ -62,7 +62,12 @@ def _state_dict(run: Path, state: str) -> dict[str, torch.Tensor] | None:
     )
     if not path.is_file():
         raise SystemExit(f"{path} does not exist; name init, final or a checkpoint folder")
-    return load_file(path)
+    return path
+
+
+def _state_dict(run: Path, state: str) -> dict[str, torch.Tensor] | None:
+    """The weights of ``state`` in ``run``; None for ``init`` (the seeded initialisation)."""
+    return None if state == "init" else load_file(_state_dict_path(run, state))
 
 
 def _step_of(run: Path, state: str, total_steps: int) -> int:
@@ -86,7 +91,10 @@ def _encoder_grad(model: torch.nn.Module) -> torch.Tensor:
 
 def task_gradient_vectors(ctx: Any, rows: np.ndarray, lam: torch.Tensor) -> dict[str, Any]:
     """Per task with rows in ``rows``: (its row count, the encoder gradient of its share of the
-    batch loss as one flat vector). The vectors add up to the whole batch's encoder gradient."""
+    batch loss as one flat vector), the loss scaled as training scales it (``loss_scale``: the
+    batch's sum, or its mean over all of ``rows``). The vectors add up to the gradient training
+    takes from the whole batch."""
+    scale = loss_scale(ctx.cfg.train.loss_reduction, 1, len(rows), len(rows))
     model = ctx.raw_model
     task_of = ctx.store.task_ids[rows]
     out: dict[str, Any] = {}
@@ -98,7 +106,7 @@ def task_gradient_vectors(ctx: Any, rows: np.ndarray, lam: torch.Tensor) -> dict
         for host in micro_batches(ctx, mine):
             outputs = model(**model_inputs(host))
             loss, _, _ = batch_loss(outputs, host, ctx.tasks, lam)
-            loss.backward()
+            (loss * scale).backward()
         out[info.spec.name] = (len(mine), _encoder_grad(model).clone())
     model.zero_grad(set_to_none=True)
     return out
@@ -124,9 +132,27 @@ def _task_gradients(ctx: Any, rows: np.ndarray, lam: torch.Tensor) -> dict[str, 
     return out
 
 
-def measure_state(run: Path, state: str, batches: int, work: Path) -> dict[str, Any]:
+def check_inputs(run: Path, states: list[str]) -> None:
+    """Every state's weights exist, and a distilled run's teacher predictions too (``setup``
+    would otherwise write them into the teachers' folders), before any setup."""
+    for state in states:
+        if state != "init":
+            _state_dict_path(run, state)
     saved = from_dict(RunConfig, load_yaml(run / CONFIG_NAME))
-    scratch = work / Path(state).name
+    for task, teachers in saved.distill.teachers.items():
+        for teacher in teachers:
+            if not predictions_path(Path(teacher), task).is_file():
+                raise SystemExit(
+                    f"{predictions_path(Path(teacher), task)} does not exist; write it first "
+                    f"(bamkd teach {teacher} --tasks {task})"
+                )
+
+
+def measure_state(run: Path, state: str, batches: int, work: Path) -> dict[str, Any]:
+    """Per-task gradients of ``batches`` training batches at one model state of ``run``."""
+    check_inputs(run, [state])
+    saved = from_dict(RunConfig, load_yaml(run / CONFIG_NAME))
+    scratch = Path(tempfile.mkdtemp(dir=work)) / "run"
     cfg = from_dict(
         RunConfig,
         {
@@ -146,7 +172,7 @@ def measure_state(run: Path, state: str, batches: int, work: Path) -> dict[str, 
         picks = np.linspace(0, ctx.plan.batches_per_epoch - 1, batches).astype(int)
         per_batch = [_task_gradients(ctx, ctx.plan.rows_at(int(k)), lam) for k in picks]
         weights_used = {info.spec.name: info.loss_weight for info in ctx.tasks}
-    shutil.rmtree(scratch, ignore_errors=True)
+    shutil.rmtree(scratch.parent, ignore_errors=True)
     return {"state": state, "step": step, "loss_weights": weights_used, "batches": per_batch}
 
 
@@ -158,6 +184,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("results/task_gradients.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
+    check_inputs(args.run.resolve(), args.states)
     work = Path(tempfile.mkdtemp(prefix="bamkd-task-gradients-"))
     try:
         results = [measure_state(args.run.resolve(), s, args.batches, work) for s in args.states]
