@@ -89,6 +89,20 @@ def test_max_steps_stops_there_and_a_second_fit_ends_with_the_uninterrupted_weig
     assert [k for k in whole if not torch.equal(whole[k], split[k])] == []
 
 
+def test_evaluating_after_every_epoch_changes_no_trained_weight(demo_suite, tmp_path):
+    # A study may turn train.eval_every_epoch on between seeds: it must cost time, not results.
+    with setup(_config(demo_suite, tmp_path / "quiet")) as ctx:
+        fit(ctx)
+        quiet = _weights(ctx)
+    out = tmp_path / "evaluated"
+    with setup(_config(demo_suite, out, "train.eval_every_epoch=true")) as ctx:
+        fit(ctx)
+        evaluated = _weights(ctx)
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "eval" in r] == [4]  # after epoch 1 of 2
+    assert [k for k in quiet if not torch.equal(quiet[k], evaluated[k])] == []
+
+
 def test_a_callback_sees_every_step_and_can_stop_early(demo_suite, tmp_path):
     out = tmp_path / "run"
     recorder = Recorder(stop_at=5)
