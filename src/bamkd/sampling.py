@@ -132,7 +132,9 @@ def make_task_weighting(
     if multiples and kind not in ("bam", "reference"):
         raise ValueError(f"train.task_multiples needs task_weighting bam or reference, not {kind}")
     if kind == "bam":
-        return with_multiples(sizes, multiples) if multiples else bam_task_weights(sizes, exponent)
+        if multiples:
+            return with_multiples(sizes, multiples, exponent)
+        return bam_task_weights(sizes, exponent)
     if kind == "reference":
         ref = reference_task_weights(list(sizes), exponent)
         if not multiples:

@@ -341,6 +341,14 @@ def test_explicit_multiples_override_and_keep_task_mass_proportional() -> None:
     assert mass["a"] / mass["b"] == pytest.approx((1000 / 100) ** 0.75)
 
 
+@pytest.mark.parametrize("kind", ["bam", "reference"])
+def test_explicit_multiples_keep_a_non_default_exponent(kind) -> None:
+    sizes = {"cola": 1000, "rte": 100}
+    w = make_task_weighting(kind, sizes, exponent=0.5, multiples={"rte": 5})
+    mass = {t: sizes[t] * w.multiples[t] * w.loss_weights[t] for t in sizes}
+    assert mass["cola"] / mass["rte"] == pytest.approx((1000 / 100) ** 0.5)
+
+
 def test_explicit_multiples_must_name_trained_tasks_and_a_multiple_weighting() -> None:
     with pytest.raises(ValueError, match="not trained"):
         make_task_weighting("bam", {"a": 10}, multiples={"z": 2})
