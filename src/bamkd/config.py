@@ -127,8 +127,11 @@ class TrainConfig:
     weight_decay: float = 0.01
     """Decoupled weight decay; never on LayerNorm and bias parameters."""
     adam_beta1: float = 0.9
+    """Adam's first-moment decay."""
     adam_beta2: float = 0.999
+    """Adam's second-moment decay."""
     adam_eps: float = 1e-6
+    """Adam's epsilon (BERT's 1e-6)."""
     bias_correction: bool = False
     """Adam bias correction. Off reproduces BERT's and the paper's optimiser."""
     layerwise_decay: float = 0.9
@@ -147,8 +150,11 @@ class TrainConfig:
     """Task name -> copies of its training set per epoch, overriding the weighting's multiple
     (bam and reference); loss weights follow so task mass stays proportional to |D|^exponent."""
     weighting_exponent: float = 0.75
+    """e in the |D|^e task weighting (bam and reference); the paper's 0.75."""
     sampling_temperature: float = 1.0
+    """T of the proportional weighting: tasks drawn with probability |D|^(1/T)."""
     seed: int = 0
+    """Seeds the heads' initialisation, the batch order and dropout."""
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     """``no`` (fp32; YAML's ``false``/``off`` mean the same), ``bf16`` or ``fp16``."""
     fast_dropout: bool = True
@@ -158,16 +164,21 @@ class TrainConfig:
     memory does not grow with each new batch shape (bamkd.runtime.heap). Costs speed (RTE:
     0.6-0.7x the memory at 0.55-0.63x the speed); 0 leaves malloc as it is."""
     eval_batch_size: int = 128
+    """Rows per forward pass when evaluating (no gradients, so larger than training's)."""
     eval_every_epoch: bool = False
     """Also evaluate on dev after every epoch (the final evaluation always runs)."""
     checkpoint_every: int = 0
-    """Save a resumable checkpoint every N optimiser steps (0: only the final one)."""
+    """Save a resumable checkpoint every N optimiser steps (0: none on the way; a stop on
+    SIGTERM or Ctrl-C still writes one, and the finished model goes to ``model/``)."""
     keep_checkpoints: int = 2
     """How many step checkpoints to keep; older ones are deleted once a newer one is safe."""
     log_every: int = 10
+    """Write a metrics record (and a log line or bar update) every N optimiser steps."""
     on_nonfinite: Literal["stop", "skip"] = "stop"
     """A NaN or infinite loss stops the run (default) or skips that step."""
     progress: bool = True
+    """A progress bar for the step loop (also off with ``BAMKD_PROGRESS=0`` or without a
+    terminal; then each logged step is a log line)."""
 
 
 @dataclass
@@ -175,8 +186,11 @@ class TaskDistill:
     """Per-task override of the distillation settings."""
 
     schedule: ScheduleName | None = None
+    """This task's ``distill.schedule``; None keeps the run's."""
     weight: float | None = None
+    """This task's ``distill.weight``; None keeps the run's."""
     temperature: float | None = None
+    """This task's ``distill.temperature``; None keeps the run's."""
 
 
 @dataclass
@@ -198,6 +212,7 @@ class DistillConfig:
     temperature: float = 1.0
     """Softmax temperature applied to teacher logits (no T^2 factor, as in the paper)."""
     per_task: dict[str, TaskDistill] = field(default_factory=dict)
+    """Task name -> overrides of schedule, weight or temperature for that task alone."""
 
 
 @dataclass
