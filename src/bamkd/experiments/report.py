@@ -174,6 +174,7 @@ def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
     lines += _significance(scores, averages, tasks)
     lines += _pairs_table(exp, scores)
     lines += _size_speed_table(runs, averages, sizes)
+    lines += _epoch_table(runs, tasks, sizes)
     lines += _exposure_table(runs, tasks, sizes)
     lines += _compute_table(runs)
     buf = io.StringIO()
@@ -438,6 +439,55 @@ def _speed_settings_note(settings: list[dict], unmeasured: bool) -> str:
         "(the Single row) and their predictions (the compute table)."
     )
     return " ".join(parts)
+
+
+def epoch_scores(run_dir: Path) -> dict[str, list[float]]:
+    """Task -> dev score after each epoch, from a run's metrics log: its evaluations after
+    every epoch (``train.eval_every_epoch``) and the final one. Empty without the former."""
+    records = read_metrics(run_dir)
+    evals = [r["eval"] for r in records if "eval" in r]
+    final = [r["dev"] for r in records if "dev" in r]
+    if not evals or not final:
+        return {}
+    curves: dict[str, list[float]] = defaultdict(list)
+    for scores in [*evals, final[-1]]:
+        for task, metrics in scores.items():
+            curves[task].append(task_score(metrics))
+    return dict(curves)
+
+
+def _epoch_table(runs: Sequence[Any], tasks: Sequence[str], sizes: Sequence[str]) -> list[str]:
+    """Dev score after each epoch, median over the seeds whose runs evaluated every epoch: when
+    each task peaks (a task that peaks early and falls is over-trained by the schedule)."""
+    curves: dict[str, dict[str, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
+    for key, seeds in _finished_seeds(runs).items():
+        for seed_runs in seeds.values():
+            for run in seed_runs:
+                for task, scores in epoch_scores(Path(run.folder)).items():
+                    curves[key][task].append(scores)
+    rows = table_rows(list(curves), sizes)
+    if not rows:
+        return []
+    epochs = max(len(c) for key in rows for per_seed in curves[key].values() for c in per_seed)
+    lines = [
+        "Dev score after each epoch (median over the seeds that evaluated every epoch, x100; "
+        "the last epoch is the final evaluation):",
+        "",
+        "| Model | task | seeds | " + " | ".join(str(e) for e in range(1, epochs + 1)) + " |",
+        "|" + "---|" * (epochs + 3),
+    ]
+    for key in rows:
+        for task in [t for t in tasks if t in curves[key]]:
+            per_seed = curves[key][task]
+            cells = []
+            for e in range(epochs):
+                at = [c[e] for c in per_seed if len(c) > e]
+                cells.append(f"{100 * statistics.median(at):.1f}" if at else "-")
+            lines.append(
+                f"| {row_label(key)} | {task} | {len(per_seed)} | " + " | ".join(cells) + " |"
+            )
+    lines.append("")
+    return lines
 
 
 def _exposure_table(runs: Sequence[Any], tasks: Sequence[str], sizes: Sequence[str]) -> list[str]:

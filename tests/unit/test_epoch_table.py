@@ -1,0 +1,75 @@
+"""The report's dev-score-after-each-epoch table, from hand-made finished runs' metrics logs:
+per-epoch evaluations plus the final one, median over the seeds that have them; rows without
+per-epoch evaluations are left out, and no table is written when no run has them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+from bamkd.experiments.report import epoch_scores, write_experiment_report
+
+
+def _run(root: Path, run_id: str, variant: str, seed: int, curves: dict[str, list[float]] | None):
+    """A finished run; ``curves`` gives each task's accuracy after every epoch (the last one
+    is the final evaluation), None a run that evaluated only at the end."""
+    folder = root / run_id
+    folder.mkdir(parents=True)
+    (folder / "trainer_state.json").write_text(json.dumps({"finished": True}))
+    final = {t: {"accuracy": c[-1]} for t, c in (curves or {"cola": [0.5]}).items()}
+    (folder / "dev_metrics.json").write_text(json.dumps(final))
+    records = [{"step": 1, "loss": {"cola": 0.5}, "lambda": {"cola": 1.0}, "lr": 1e-4}]
+    epochs = len(next(iter(curves.values()))) if curves else 1
+    for e in range(epochs - 1):
+        assert curves is not None
+        records.append(
+            {"step": 10 * (e + 1), "eval": {t: {"accuracy": c[e]} for t, c in curves.items()}}
+        )
+    records.append({"step": 10 * epochs, "dev": final})
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    tasks = list(curves or {"cola": [0.5]})
+    return SimpleNamespace(
+        id=run_id, variant=variant, seed=seed, folder=str(folder), size=None, tasks=tasks
+    )
+
+
+def _experiment(root: Path) -> SimpleNamespace:
+    return SimpleNamespace(name="e", output_dir=str(root), tasks=["cola", "rte"], student_sizes={})
+
+
+def test_epoch_scores_read_the_evaluations_then_the_final_one(tmp_path):
+    run = _run(
+        tmp_path, "multi/seed0", "multi", 0, {"cola": [0.2, 0.3, 0.25], "rte": [0.5, 0.6, 0.7]}
+    )
+    assert epoch_scores(Path(run.folder)) == {"cola": [0.2, 0.3, 0.25], "rte": [0.5, 0.6, 0.7]}
+    quiet = _run(tmp_path, "multi/seed1", "multi", 1, None)
+    assert epoch_scores(Path(quiet.folder)) == {}
+
+
+def test_the_table_gives_the_median_over_seeds_per_epoch_and_skips_quiet_rows(tmp_path):
+    runs = [
+        _run(
+            tmp_path, "multi/seed0", "multi", 0, {"cola": [0.2, 0.3, 0.25], "rte": [0.5, 0.6, 0.7]}
+        ),
+        _run(
+            tmp_path, "multi/seed1", "multi", 1, {"cola": [0.4, 0.1, 0.35], "rte": [0.5, 0.6, 0.7]}
+        ),
+        _run(
+            tmp_path, "multi/seed2", "multi", 2, {"cola": [0.3, 0.2, 0.45], "rte": [0.5, 0.6, 0.7]}
+        ),
+        _run(tmp_path, "multi/seed3", "multi", 3, None),  # before per-epoch evaluations
+        _run(tmp_path, "bam/seed0", "bam", 0, None),
+    ]
+    lines = write_experiment_report(_experiment(tmp_path), runs)
+    at = lines.index(next(line for line in lines if line.startswith("Dev score after each epoch")))
+    assert lines[at + 2] == "| Model | task | seeds | 1 | 2 | 3 |"
+    assert lines[at + 4] == "| Multi | cola | 3 | 30.0 | 20.0 | 35.0 |"
+    assert lines[at + 5] == "| Multi | rte | 3 | 50.0 | 60.0 | 70.0 |"
+    assert lines[at + 6] == ""  # no BAM row: it never evaluated per epoch
+
+
+def test_no_table_without_per_epoch_evaluations(tmp_path):
+    runs = [_run(tmp_path, "multi/seed0", "multi", 0, None)]
+    lines = write_experiment_report(_experiment(tmp_path), runs)
+    assert not any(line.startswith("Dev score after each epoch") for line in lines)
