@@ -1,6 +1,7 @@
-"""The report's dev-score-after-each-epoch table, from hand-made finished runs' metrics logs:
-per-epoch evaluations plus the final one, median over the seeds that have them; rows without
-per-epoch evaluations are left out, and no table is written when no run has them."""
+"""The report's tables over seeds and epochs, from hand-made finished runs' metrics logs: the
+dev score after each epoch (per-epoch evaluations plus the final one, median over the seeds that
+have them; rows without them left out, no table when no run has them), and the seed count of
+the main table (a seed with some tasks still training is counted apart)."""
 
 from __future__ import annotations
 
@@ -73,3 +74,13 @@ def test_no_table_without_per_epoch_evaluations(tmp_path):
     runs = [_run(tmp_path, "multi/seed0", "multi", 0, None)]
     lines = write_experiment_report(_experiment(tmp_path), runs)
     assert not any(line.startswith("Dev score after each epoch") for line in lines)
+
+
+def test_a_seed_still_training_some_tasks_is_counted_apart(tmp_path):
+    runs = [
+        _run(tmp_path, "single/cola/seed0", "single", 0, {"cola": [0.2]}),
+        _run(tmp_path, "single/rte/seed0", "single", 0, {"rte": [0.6]}),
+        _run(tmp_path, "single/cola/seed1", "single", 1, {"cola": [0.4]}),  # rte not finished
+    ]
+    lines = write_experiment_report(_experiment(tmp_path), runs)
+    assert "| Single | 1 (+1 partial) | 40.0 | 30.0 ±14.1 | 60.0 |" in lines

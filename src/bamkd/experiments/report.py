@@ -150,8 +150,11 @@ def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
         ["variant", "task", "n", "median", "mean", "std", "min", "max", "seeds"]
     ]
     for v in variants:
-        seeds = sorted({seed for by_seed in scores[v].values() for seed in by_seed})
-        cells = [row_label(v), str(len(seeds)), _cell(list(averages[v].values()))]
+        seeds = {seed for by_seed in scores[v].values() for seed in by_seed}
+        # Avg counts complete seeds only; a seed still training some tasks is said apart.
+        partial = len(seeds) - len(averages[v])
+        count = f"{len(averages[v])}" + (f" (+{partial} partial)" if partial else "")
+        cells = [row_label(v), count, _cell(list(averages[v].values()))]
         cells += [_cell(list(scores[v].get(t, {}).values())) for t in tasks]
         lines.append("| " + " | ".join(cells) + " |")
         for task, by_seed in [("avg", averages[v]), *[(t, scores[v].get(t, {})) for t in tasks]]:
