@@ -152,7 +152,8 @@ class TrainConfig:
     weighting_exponent: float = 0.75
     """e in the |D|^e task weighting (bam and reference); the paper's 0.75."""
     sampling_temperature: float = 1.0
-    """T of the proportional weighting: tasks drawn with probability |D|^(1/T)."""
+    """T of the proportional weighting: tasks drawn with probability proportional to
+    |D|^(1/T)."""
     seed: int = 0
     """Seeds the heads' initialisation, the batch order and dropout."""
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
@@ -164,7 +165,8 @@ class TrainConfig:
     memory does not grow with each new batch shape (bamkd.runtime.heap). Costs speed (RTE:
     0.6-0.7x the memory at 0.55-0.63x the speed); 0 leaves malloc as it is."""
     eval_batch_size: int = 128
-    """Rows per forward pass when evaluating (no gradients, so larger than training's)."""
+    """Rows per forward pass without gradients: evaluation, teacher predictions, test-set
+    predictions for submissions."""
     eval_every_epoch: bool = False
     """Also evaluate on dev after every epoch (the final evaluation always runs)."""
     checkpoint_every: int = 0
@@ -173,7 +175,8 @@ class TrainConfig:
     keep_checkpoints: int = 2
     """How many step checkpoints to keep; older ones are deleted once a newer one is safe."""
     log_every: int = 10
-    """Write a metrics record (and a log line or bar update) every N optimiser steps."""
+    """Write a metrics record (and a log line or bar update) every N optimiser steps and at
+    the last one."""
     on_nonfinite: Literal["stop", "skip"] = "stop"
     """A NaN or infinite loss stops the run (default) or skips that step."""
     progress: bool = True

@@ -89,13 +89,18 @@ def test_max_steps_stops_there_and_a_second_fit_ends_with_the_uninterrupted_weig
     assert [k for k in whole if not torch.equal(whole[k], split[k])] == []
 
 
-def test_evaluating_after_every_epoch_changes_no_trained_weight(demo_suite, tmp_path):
+@pytest.mark.parametrize(
+    "settings",
+    [[], ["train.mixed_precision=bf16", "train.fast_dropout=false"]],
+    ids=["fp32-fast-dropout", "bf16-torch-dropout"],
+)
+def test_evaluating_after_every_epoch_changes_no_trained_weight(demo_suite, tmp_path, settings):
     # A study may turn train.eval_every_epoch on between seeds: it must cost time, not results.
-    with setup(_config(demo_suite, tmp_path / "quiet")) as ctx:
+    with setup(_config(demo_suite, tmp_path / "quiet", *settings)) as ctx:
         fit(ctx)
         quiet = _weights(ctx)
     out = tmp_path / "evaluated"
-    with setup(_config(demo_suite, out, "train.eval_every_epoch=true")) as ctx:
+    with setup(_config(demo_suite, out, "train.eval_every_epoch=true", *settings)) as ctx:
         fit(ctx)
         evaluated = _weights(ctx)
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

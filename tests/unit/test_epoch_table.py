@@ -12,24 +12,38 @@ from types import SimpleNamespace
 from bamkd.experiments.report import epoch_scores, write_experiment_report
 
 
-def _run(root: Path, run_id: str, variant: str, seed: int, curves: dict[str, list[float]] | None):
-    """A finished run; ``curves`` gives each task's accuracy after every epoch (the last one
-    is the final evaluation), None a run that evaluated only at the end."""
+def _run(
+    root: Path,
+    run_id: str,
+    variant: str,
+    seed: int,
+    curves: dict[str, list[float]] | None,
+    *,
+    epochs: float | None = None,
+):
+    """A finished run of 10 steps an epoch; ``curves`` gives each task's accuracy after every
+    epoch, the last one its final score (dev_metrics.json), None a run that evaluated only at
+    the end. ``epochs`` (default: one per curve point) may be fractional."""
     folder = root / run_id
     folder.mkdir(parents=True)
     (folder / "trainer_state.json").write_text(json.dumps({"finished": True}))
-    final = {t: {"accuracy": c[-1]} for t, c in (curves or {"cola": [0.5]}).items()}
-    (folder / "dev_metrics.json").write_text(json.dumps(final))
-    records = [{"step": 1, "loss": {"cola": 0.5}, "lambda": {"cola": 1.0}, "lr": 1e-4}]
-    epochs = len(next(iter(curves.values()))) if curves else 1
-    for e in range(epochs - 1):
-        assert curves is not None
+    given = curves or {"cola": [0.5]}
+    (folder / "dev_metrics.json").write_text(
+        json.dumps({t: {"accuracy": c[-1]} for t, c in given.items()})
+    )
+    total = epochs if epochs is not None else len(next(iter(given.values())))
+    last = round(10 * total)
+    records = [
+        {"step": last, "epoch": total, "loss": {"cola": 0.5}, "lambda": {"cola": 1.0}, "lr": 0.0}
+    ]
+    for e in range(len(next(iter(given.values()))) - 1 if curves else 0):
         records.append(
-            {"step": 10 * (e + 1), "eval": {t: {"accuracy": c[e]} for t, c in curves.items()}}
+            {"step": 10 * (e + 1), "eval": {t: {"accuracy": c[e]} for t, c in given.items()}}
         )
-    records.append({"step": 10 * epochs, "dev": final})
+    # The log's own final record; the table reads dev_metrics.json (bamkd evaluate rewrites it).
+    records.append({"step": last, "dev": {t: {"accuracy": -1.0} for t in given}})
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    tasks = list(curves or {"cola": [0.5]})
+    tasks = list(given)
     return SimpleNamespace(
         id=run_id, variant=variant, seed=seed, folder=str(folder), size=None, tasks=tasks
     )
@@ -43,7 +57,10 @@ def test_epoch_scores_read_the_evaluations_then_the_final_one(tmp_path):
     run = _run(
         tmp_path, "multi/seed0", "multi", 0, {"cola": [0.2, 0.3, 0.25], "rte": [0.5, 0.6, 0.7]}
     )
-    assert epoch_scores(Path(run.folder)) == {"cola": [0.2, 0.3, 0.25], "rte": [0.5, 0.6, 0.7]}
+    assert epoch_scores(Path(run.folder)) == {
+        "cola": {1: 0.2, 2: 0.3, 3: 0.25},
+        "rte": {1: 0.5, 2: 0.6, 3: 0.7},
+    }
     quiet = _run(tmp_path, "multi/seed1", "multi", 1, None)
     assert epoch_scores(Path(quiet.folder)) == {}
 
@@ -68,6 +85,18 @@ def test_the_table_gives_the_median_over_seeds_per_epoch_and_skips_quiet_rows(tm
     assert lines[at + 4] == "| Multi | cola | 3 | 30.0 | 20.0 | 35.0 |"
     assert lines[at + 5] == "| Multi | rte | 3 | 50.0 | 60.0 | 70.0 |"
     assert lines[at + 6] == ""  # no BAM row: it never evaluated per epoch
+
+
+def test_a_fractional_last_epoch_gets_its_own_column(tmp_path):
+    runs = [
+        _run(tmp_path, "multi/seed0", "multi", 0, {"cola": [0.2, 0.3, 0.4]}, epochs=2.5),
+        _run(tmp_path, "bam/seed0", "bam", 0, {"cola": [0.3, 0.5, 0.6, 0.7]}),
+    ]
+    lines = write_experiment_report(_experiment(tmp_path), runs)
+    at = lines.index(next(line for line in lines if line.startswith("Dev score after each epoch")))
+    assert lines[at + 2] == "| Model | task | seeds | 1 | 2 | 2.5 | 3 | 4 |"
+    assert lines[at + 4] == "| Multi | cola | 1 | 20.0 | 30.0 | 40.0 | - | - |"
+    assert lines[at + 5] == "| Single->Multi (BAM) | cola | 1 | 30.0 | 50.0 | - | 60.0 | 70.0 |"
 
 
 def test_no_table_without_per_epoch_evaluations(tmp_path):

@@ -444,47 +444,57 @@ def _speed_settings_note(settings: list[dict], unmeasured: bool) -> str:
     return " ".join(parts)
 
 
-def epoch_scores(run_dir: Path) -> dict[str, list[float]]:
-    """Task -> dev score after each epoch, from a run's metrics log: its evaluations after
-    every epoch (``train.eval_every_epoch``) and the final one. Empty without the former."""
+def epoch_scores(run_dir: Path) -> dict[str, dict[float, float]]:
+    """Task -> {epoch: dev score} of a finished run: its evaluations after every epoch
+    (``train.eval_every_epoch``, from the metrics log) and its final scores (dev_metrics.json)
+    at the run's last epoch. Empty for a run without per-epoch evaluations.
+
+    Epochs come from the steps: the log's training records give steps per epoch, so a run of
+    fractional epochs puts its final scores under, e.g., 2.5.
+    """
     records = read_metrics(run_dir)
-    evals = [r["eval"] for r in records if "eval" in r]
-    final = [r["dev"] for r in records if "dev" in r]
-    if not evals or not final:
+    evals = [(r["step"], r["eval"]) for r in records if "eval" in r]
+    trained = [r for r in records if "loss" in r and r.get("epoch")]
+    final_path = run_dir / DEV_METRICS_NAME
+    if not evals or not trained or not final_path.is_file():
         return {}
-    curves: dict[str, list[float]] = defaultdict(list)
-    for scores in [*evals, final[-1]]:
+    steps_per_epoch = trained[-1]["step"] / trained[-1]["epoch"]
+    last_step = max(r["step"] for r in records if "step" in r)
+    points = [*evals, (last_step, read_json(final_path))]
+    curves: dict[str, dict[float, float]] = defaultdict(dict)
+    for step, scores in points:
+        epoch = round(step / steps_per_epoch, 2)
         for task, metrics in scores.items():
-            curves[task].append(task_score(metrics))
+            curves[task][epoch] = task_score(metrics)
     return dict(curves)
 
 
 def _epoch_table(runs: Sequence[Any], tasks: Sequence[str], sizes: Sequence[str]) -> list[str]:
     """Dev score after each epoch, median over the seeds whose runs evaluated every epoch: when
     each task peaks (a task that peaks early and falls is over-trained by the schedule)."""
-    curves: dict[str, dict[str, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
+    curves: dict[str, dict[str, list[dict[float, float]]]] = defaultdict(lambda: defaultdict(list))
     for key, seeds in _finished_seeds(runs).items():
         for seed_runs in seeds.values():
             for run in seed_runs:
-                for task, scores in epoch_scores(Path(run.folder)).items():
-                    curves[key][task].append(scores)
+                for task, by_epoch in epoch_scores(Path(run.folder)).items():
+                    curves[key][task].append(by_epoch)
     rows = table_rows(list(curves), sizes)
     if not rows:
         return []
-    epochs = max(len(c) for key in rows for per_seed in curves[key].values() for c in per_seed)
+    epochs = sorted({e for key in rows for seeds in curves[key].values() for c in seeds for e in c})
     lines = [
         "Dev score after each epoch (median over the seeds that evaluated every epoch, x100; "
-        "the last epoch is the final evaluation):",
+        "a run's last column is its final evaluation):",
         "",
-        "| Model | task | seeds | " + " | ".join(str(e) for e in range(1, epochs + 1)) + " |",
-        "|" + "---|" * (epochs + 3),
+        "| Model | task | seeds | " + " | ".join(f"{e:g}" for e in epochs) + " |",
+        "|" + "---|" * (len(epochs) + 3),
     ]
     for key in rows:
         for task in [t for t in tasks if t in curves[key]]:
             per_seed = curves[key][task]
             cells = []
-            for e in range(epochs):
-                at = [c[e] for c in per_seed if len(c) > e]
+            for e in epochs:
+                at = [c[e] for c in per_seed if e in c]
                 cells.append(f"{100 * statistics.median(at):.1f}" if at else "-")
             lines.append(
                 f"| {row_label(key)} | {task} | {len(per_seed)} | " + " | ".join(cells) + " |"
