@@ -463,27 +463,11 @@ def _plan_line(run: PlannedRun) -> str:
     at = run_progress(run.folder)
     of = f" of {at.total_steps}" if at.total_steps else ""
     if at.holder is not None:
-        step = at.checkpoint_step
-        # The log runs ahead of the checkpoint while the run trains; lines a stopped sitting
-        # wrote past its checkpoint are only cut once the resumed run has loaded it, so a
-        # log older than the lock (taken when this sitting started) does not count.
-        if at.logged_step is not None and at.logged_step >= (step or 0) and _log_is_current(run):
-            step = at.logged_step
-        where = f": step {step}{of}" if step is not None else ""
+        where = f": step {at.reached}{of}" if at.reached is not None else ""
         return f"running  {run.id}  (process {at.holder}{where})"
     if at.checkpoint_step is not None:
         return f"todo  {run.id}  (resumes from its checkpoint at step {at.checkpoint_step}{of})"
     return f"todo  {run.id}"
-
-
-def _log_is_current(run: PlannedRun) -> bool:
-    """Whether the run's metrics log was written after its lock was taken (this sitting)."""
-    try:
-        return (run.folder / "metrics.jsonl").stat().st_mtime >= (
-            run.folder / ".lock"
-        ).stat().st_mtime
-    except OSError:
-        return False
 
 
 REUSE_IGNORED = (

@@ -9,13 +9,13 @@ presence means the run is complete.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from bamkd.config import DataConfig, RunConfig, from_dict, load_yaml
 from bamkd.errors import BamkdError
 from bamkd.runtime.storage import RunLock, read_json
+from bamkd.runtime.tracking import METRICS_NAME
 from bamkd.tasks import GLUE_TASKS, TaskSpec, get_task, glue_task, load_task_yaml
 
 CONFIG_NAME = "config.yaml"
@@ -65,35 +65,45 @@ class RunProgress:
     stopped sitting, possibly past it (a resume truncates the log back to the checkpoint)."""
     holder: str | None
     """Process id training it now, or None."""
+    log_is_current: bool = False
+    """Whether the log was written since the holder took the run (this sitting)."""
 
-
-_STEP_DIR = re.compile(r"^step-(\d+)$")
+    @property
+    def reached(self) -> int | None:
+        """The last step the run has reached: its log's while this sitting writes it, else its
+        checkpoint's (lines a stopped sitting logged past the checkpoint are cut on resume)."""
+        logged = self.logged_step if self.holder is not None and self.log_is_current else None
+        if logged is not None and logged >= (self.checkpoint_step or 0):
+            return logged
+        return self.checkpoint_step
 
 
 def run_progress(run_dir: str | Path) -> RunProgress:
     """Where an unfinished run stands: its newest readable checkpoint (the one a resume would
     load), its last logged step, and whether a process holds it (`RunLock.holder`)."""
+    from bamkd.runtime.checkpoint import list_checkpoints  # torch: only when asked
+
     run_dir = Path(run_dir)
     checkpoint_step = total_steps = None
-    folders = sorted(
-        (int(m.group(1)), p)
-        for p in (run_dir / "checkpoints").glob("step-*")
-        if (m := _STEP_DIR.match(p.name))
-    )
-    for _, folder in reversed(folders):
+    for folder in reversed(list_checkpoints(run_dir)):
         try:
             state = read_json(folder / STATE_NAME)
             checkpoint_step, total_steps = int(state["step"]), int(state["total_steps"])
             break
         except (BamkdError, KeyError, TypeError, ValueError):
             continue
-    holder = RunLock.holder(run_dir)
-    return RunProgress(checkpoint_step, total_steps, _last_logged_step(run_dir), holder)
+    log = run_dir / METRICS_NAME
+    try:
+        current = log.stat().st_mtime >= (run_dir / RunLock.FILE_NAME).stat().st_mtime
+    except OSError:
+        current = False
+    return RunProgress(
+        checkpoint_step, total_steps, _last_logged_step(log), RunLock.holder(run_dir), current
+    )
 
 
-def _last_logged_step(run_dir: Path) -> int | None:
-    """The step of the metrics log's last complete record (reads only the file's tail)."""
-    path = run_dir / "metrics.jsonl"
+def _last_logged_step(path: Path) -> int | None:
+    """The step of a metrics log's last complete record (reads only the file's tail)."""
     try:
         with path.open("rb") as f:
             f.seek(max(0, path.stat().st_size - 8192))

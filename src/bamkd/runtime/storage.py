@@ -249,8 +249,10 @@ def filesystem_error(exc: OSError) -> BamkdError | None:
 class RunLock:
     """An exclusive lock on a run folder, released when the process ends (even by SIGKILL)."""
 
+    FILE_NAME = ".lock"
+
     def __init__(self, folder: str | Path) -> None:
-        self.path = Path(folder) / ".lock"
+        self.path = Path(folder) / self.FILE_NAME
         self._fd: int | None = None
 
     def acquire(self) -> RunLock:
@@ -276,7 +278,7 @@ class RunLock:
         (/proc/locks); elsewhere it takes the lock shared for an instant, which a run starting
         in that instant waits out (``acquire`` retries for a second).
         """
-        path = Path(folder) / ".lock"
+        path = Path(folder) / RunLock.FILE_NAME
         try:
             st = path.stat()
         except OSError:
