@@ -342,7 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     try:
-        return args.func(args)
+        status = args.func(args)
+        _leave_process_group()
+        return status
     except TrainingStopped as exc:
         print(str(exc), file=sys.stderr)
         return exc.exit_status
@@ -361,6 +363,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; resume with --resume (bamkd run resumes by itself)", file=sys.stderr)
         return 130
+
+
+def _leave_process_group() -> None:
+    """Destroy the torchrun/accelerate process group once the command is done.
+
+    Once per command, not per run: one `bamkd run` sitting trains many runs in one group.
+    """
+    torch = sys.modules.get("torch")  # a command that never imported torch joined no group
+    if torch is None or not torch.distributed.is_available():
+        return
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -823,7 +823,10 @@ def finish(ctx: Context) -> dict[str, dict[str, float]]:
         write_json(ctx.run_dir / STATE_NAME, ctx.state.__dict__)
         _remove_leftovers(ctx.run_dir, announce=True)
     acc.wait_for_everyone()
-    acc.end_training()
+    # Trackers only: accelerate's end_training would also destroy the process group, which the
+    # next run of a `bamkd run` sitting under torchrun needs (the CLI leaves it at the end).
+    for tracker in acc.trackers:
+        tracker.finish()
     return metrics
 
 

@@ -136,3 +136,35 @@ def _json_tail(stdout: str) -> dict:
     """The JSON object printed last (both processes print; the objects are equal)."""
     start = stdout.rindex("\n{") + 1 if "\n{" in stdout else stdout.index("{")
     return json.loads(stdout[start:])
+
+
+def test_an_experiment_under_torchrun_trains_every_run_and_measures_together(demo_suite, tmp_path):
+    """One sitting of two processes: the processes take the same decisions (a run's lock is
+    held by the main process only, so the sharing between sittings is off), and the inference
+    speed, timed by both processes together, is measured."""
+    tasks = ["demo_sentiment", "demo_rating"]
+    spec = {
+        "name": "ddp",
+        "output_dir": str(tmp_path / "out"),
+        "tasks": tasks,
+        "seeds": [0],
+        "variants": ["single", "bam"],
+        "base": {
+            "model": {"name_or_path": "bamkd-tiny"},
+            "data": {
+                "task_files": [demo_suite[t] for t in tasks],
+                "train_limit": 40,
+                "eval_limit": 30,
+            },
+            "train": {"epochs": 1, "batch_size": 16},
+        },
+        "speed": {"limit": 16, "repeats": 1},
+    }
+    path = tmp_path / "experiment.yaml"
+    path.write_text(json.dumps(spec))
+    proc = _torchrun("run", str(path))
+    assert "3 trained now" in proc.stdout
+    runs = tmp_path / "out" / "runs"
+    for run in ("single/demo_sentiment/seed0", "single/demo_rating/seed0", "bam/seed0"):
+        assert json.loads((runs / run / "trainer_state.json").read_text())["world_size"] == 2
+        assert (runs / run / "speed.json").is_file()
