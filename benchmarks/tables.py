@@ -271,12 +271,32 @@ def task_gradient_tables(payload: dict[str, Any]) -> list[str]:
     return [table(rows, [*headers, "cosine with batch"])]
 
 
+def sittings_tables(payload: dict[str, Any]) -> list[str]:
+    """sittings.py: one sitting with every core against sittings that share the cores."""
+    rows = [
+        [
+            p["layout"],
+            p["repeat"],
+            f"{p['wall_s']:.1f}",
+            p["examples"],
+            f"{p['examples_per_wall_s']:.1f}",
+            ", ".join(f"{r['loop_examples_per_s']:.1f}" for r in p["runs"]),
+            " / ".join(map(str, p["runs_trained_per_sitting"])),
+        ]
+        for p in payload["layouts"]
+    ]
+    headers = ["layout", "repeat", "wall s", "examples", "examples/s of wall time"]
+    return [table(rows, [*headers, "each run's loop examples/s", "runs per sitting"])]
+
+
 def tables_for(payload: dict[str, Any]) -> list[str]:
     """The tables of one result file, recognised by what it holds."""
     if "ratios" in payload or "accuracy_runs" in payload:
         return speed_vs_trainer_tables(payload)
     if "points" in payload:
         return packing_tables(payload)
+    if "layouts" in payload:
+        return sittings_tables(payload)
     if "by_tasks" in payload:
         return scaling_tables(payload)
     if "results" in payload and payload["results"] and "mfu" in payload["results"][0]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import re
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -35,7 +36,7 @@ from bamkd.experiments.speed import SpeedSettings, measure_missing
 from bamkd.experiments.variants import VARIANTS, is_pairs, is_sized
 from bamkd.runtime.runs import CONFIG_NAME, PLAN_NAME, is_finished, run_progress
 from bamkd.runtime.stop import TrainingStopped
-from bamkd.runtime.storage import write_text
+from bamkd.runtime.storage import RunInUse, RunLock, exclusive, write_text
 
 log = logging.getLogger(__name__)
 
@@ -364,28 +365,51 @@ class ExperimentResult:
     skipped: list[str]
     seconds: float
     report_lines: list[str] = field(default_factory=list)
+    by_others: list[str] = field(default_factory=list)
+    """Runs other sittings finished while this one ran."""
+    in_progress: dict[str, str] = field(default_factory=dict)
+    """Runs other sittings were still training when this one ended: run id -> process id."""
 
     def summary(self) -> str:
+        counts = [f"{len(self.trained)} trained now", f"{len(self.skipped)} already finished"]
+        if self.by_others:
+            counts.append(f"{len(self.by_others)} finished by other sittings")
+        if self.in_progress:
+            counts.append(f"{len(self.in_progress)} still training in other sittings")
         lines = [
-            f"experiment {self.experiment.name}: {len(self.runs)} runs "
-            f"({len(self.trained)} trained now, {len(self.skipped)} already finished) "
+            f"experiment {self.experiment.name}: {len(self.runs)} runs ({', '.join(counts)}) "
             f"in {self.seconds / 60:.1f} min",
             *self.report_lines,
         ]
         return "\n".join(lines)
 
 
-def run_experiment(
-    exp: Experiment, *, only: list[str] | None = None, dry_run: bool = False
-) -> ExperimentResult:
-    """Train every planned run that is not finished, then write the report and submissions."""
-    from bamkd.train import train
+SPEED_LOCK_NAME = ".speed.lock"
+"""Held in the experiment folder by the sitting measuring inference speed."""
+PLAN_LOCK_NAME = ".plan.lock"
+"""Held in the experiment folder while a sitting merges its runs into plan.json."""
 
+POLL_SECONDS = 30.0
+"""How often a sitting waiting for another sitting's run looks again."""
+
+
+def run_experiment(
+    exp: Experiment,
+    *,
+    only: list[str] | None = None,
+    dry_run: bool = False,
+    poll_seconds: float = POLL_SECONDS,
+) -> ExperimentResult:
+    """Train every planned run that is not finished, then write the report and submissions.
+
+    Several sittings of one experiment (``bamkd run`` started again in another terminal, on
+    another GPU, or with one CPU thread each) share its runs: each trains the runs no other
+    sitting holds, and waits for a teacher another sitting is training before its students.
+    """
     start = time.perf_counter()
     planned = plan_experiment(exp)
     runs = _only(planned, only, exp) if only else planned
     root = Path(exp.output_dir)
-    trained, skipped = [], []
     if dry_run:
         done = [r.id for r in runs if is_finished(r.folder)]
         return ExperimentResult(exp, runs, [], done, 0.0, ["plan:", *map(_plan_line, runs)])
@@ -393,32 +417,167 @@ def run_experiment(
     _check_inputs(exp, runs)  # nothing is created before every run's inputs are known to be usable
     root.mkdir(parents=True, exist_ok=True)
     _write_plan(root, exp, runs)  # before training: a stopped sitting still leaves its plan
-    for i, run in enumerate(runs, 1):
-        if is_finished(run.folder):  # reused runs are all finished (_check_reused)
-            skipped.append(run.id)
-            continue
-        log.info("[%d/%d] training %s", i, len(runs), run.id)
-        cfg = from_dict(RunConfig, copy.deepcopy(run.config))
-        try:
-            train(cfg, resume=True)
-        except TrainingStopped:
-            raise  # not a failure: its message names the checkpoint (in the run's folder)
-        except BamkdError as exc:
-            raise BamkdError(
-                f"run {run.id} failed: {exc} (fix the cause and run the same command again; "
-                "finished runs are kept and this one resumes from its last checkpoint)"
-            ) from None
-        trained.append(run.id)
+    skipped = [r.id for r in runs if is_finished(r.folder)]  # reused runs are all finished
+    trained, in_progress = _train_unfinished(runs, poll_seconds)
+    by_others = [
+        r.id
+        for r in runs
+        if r.id not in skipped and r.id not in trained and r.id not in in_progress
+    ]
     if exp.speed.measure:
-        # After all training, so no run waits for it; every run of this sitting without a
-        # measurement, older and reused runs included (their folders get a speed.json).
-        measure_missing([r.folder for r in runs], exp.speed)
+        _measure_speed(root, exp, planned)
     from bamkd.experiments.report import report_path
 
     report_lines = report_path(root)
     if exp.submit:
         report_lines += _write_submissions(exp, planned)
-    return ExperimentResult(exp, runs, trained, skipped, time.perf_counter() - start, report_lines)
+    return ExperimentResult(
+        exp,
+        runs,
+        trained,
+        skipped,
+        time.perf_counter() - start,
+        report_lines,
+        by_others,
+        in_progress,
+    )
+
+
+def _train_unfinished(
+    runs: list[PlannedRun], poll_seconds: float
+) -> tuple[list[str], dict[str, str]]:
+    """Train the unfinished runs in plan order (teachers first), sharing them with any other
+    sitting of the experiment; return the runs trained here, and the runs other sittings are
+    still training (run id -> process id).
+
+    A run another process holds is passed over; a run whose teachers are unfinished waits for
+    them. Passes repeat until nothing is left to train here: after a pass that trained
+    something (a held run may have been released meanwhile, by a sitting stopped with
+    SIGTERM), or while a run waits for another sitting's teacher (polled every
+    ``poll_seconds``). Runs only other sittings hold are left to them.
+    """
+    from bamkd.train import train
+
+    shared = _one_process_sitting()
+    index = {r.id: r for r in runs}
+    position = {r.id: i for i, r in enumerate(runs, 1)}
+    trained: list[str] = []
+    told: dict[str, str] = {}  # run id -> the last reason logged for not training it
+
+    def tell(run_id: str, reason: str) -> None:
+        if told.get(run_id) != reason:  # once per reason: a waiting sitting polls
+            if not told:
+                _warn_if_threads_collide()
+            log.info("%s: %s", run_id, reason)
+            told[run_id] = reason
+
+    while True:
+        trained_in_pass = False
+        held: dict[str, str] = {}
+        waiting = False
+        for run in runs:
+            if is_finished(run.folder):
+                continue
+            holder = RunLock.holder(run.folder) if shared else None
+            if holder is None:
+                pending = [d for d in run.deps if not is_finished(index[d].folder)]
+                if pending:
+                    by = [f"{d} (process {held[d]})" if d in held else d for d in pending]
+                    tell(run.id, f"waiting for {', '.join(by)} to finish")
+                    waiting = True
+                    continue
+                log.info("[%d/%d] training %s", position[run.id], len(runs), run.id)
+                holder = _train_run(train, run, shared)
+                if holder is None:
+                    trained.append(run.id)
+                    trained_in_pass = True
+                    continue
+            held[run.id] = holder
+            tell(run.id, f"process {holder} is training it")
+        if waiting:
+            _wait(poll_seconds)
+        elif not trained_in_pass:
+            return trained, held
+
+
+def _one_process_sitting() -> bool:
+    """Whether this sitting is one process, and so may share the experiment with others.
+
+    The processes of one torchrun or accelerate sitting train each run together (and time
+    inference together) and must take the same decisions, but only the main process holds a
+    run's lock, so the others would see it held. Such a sitting trains every unfinished run in
+    order and measures speed, as one process does without other sittings.
+    """
+    return int(os.environ.get("WORLD_SIZE", "1")) == 1
+
+
+def _wait(seconds: float) -> None:
+    """Sleep between passes of a sitting waiting for another's run (tests replace it)."""
+    time.sleep(seconds)
+
+
+def _train_run(train: Any, run: PlannedRun, shared: bool) -> str | None:
+    """Train (or resume) one run; None when it finished, or (``shared``) the process id of
+    another sitting that took it first."""
+    cfg = from_dict(RunConfig, copy.deepcopy(run.config))
+    try:
+        train(cfg, resume=True)
+    except TrainingStopped:
+        raise  # not a failure: its message names the checkpoint (in the run's folder)
+    except RunInUse as exc:
+        if shared:
+            return exc.holder
+        raise BamkdError(f"run {run.id}: {exc}") from None
+    except BamkdError as exc:
+        raise BamkdError(
+            f"run {run.id} failed: {exc} (fix the cause and run the same command again; "
+            "finished runs are kept and this one resumes from its last checkpoint)"
+        ) from None
+    return None
+
+
+def _warn_if_threads_collide() -> None:
+    """Two CPU sittings that each use every core slow each other down far more than they
+    gain (benchmarks/sittings.py); say so, with the fix."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    threads, cores = torch.get_num_threads(), os.cpu_count() or 1
+    if 2 * threads > cores:
+        log.warning(
+            "another sitting trains this experiment beside this one, which uses %d CPU threads "
+            "of %d cores: start each sitting with OMP_NUM_THREADS=%d (cores / sittings) or "
+            "they slow each other down",
+            threads,
+            cores,
+            max(1, cores // 2),
+        )
+
+
+def _measure_speed(root: Path, exp: Experiment, planned: list[PlannedRun]) -> None:
+    """Measure the inference speed of the experiment's finished runs, unless another sitting
+    is still training (its load would skew the timing: the last sitting to finish measures)."""
+    folders = [r.folder for r in planned]
+    if not _one_process_sitting():
+        measure_missing(folders, exp.speed)  # every process takes part in each timed pass
+        return
+    busy = {r.id: pid for r in planned if (pid := RunLock.holder(r.folder)) is not None}
+    if busy:
+        run_id, pid = next(iter(busy.items()))
+        log.info(
+            "inference speed not measured now: process %s is training %s (the last sitting "
+            "to finish measures every run; or run the same command again later)",
+            pid,
+            run_id,
+        )
+        return
+    with exclusive(root / SPEED_LOCK_NAME, wait=False) as mine:
+        if mine:  # else a sitting that finished at the same moment is measuring
+            # After all training, so no run waits for it. Every finished run of the experiment
+            # without a measurement: this sitting's, those other sittings left to the last one,
+            # older and reused runs (their folders get a speed.json).
+            measure_missing(folders, exp.speed)
 
 
 def _only(runs: list[PlannedRun], only: list[str], exp: Experiment) -> list[PlannedRun]:
@@ -577,24 +736,26 @@ def _write_plan(root: Path, exp: Experiment, runs: list[PlannedRun]) -> None:
         "speed": asdict(exp.speed),
     }
     path = root / PLAN_NAME
-    if path.is_file():
-        earlier = read_json(path)
-        planned_now = {e["id"] for e in entries}
-        kept = [e for e in earlier.get("runs", []) if e.get("id") not in planned_now]
-        if kept:
-            log.info("plan.json: keeping %d runs planned by earlier sittings", len(kept))
-        entries += kept
-        before = earlier.get("experiment", {})
-        summary["tasks"] += [t for t in before.get("tasks", []) if t not in summary["tasks"]]
-        summary["seeds"] = sorted(set(summary["seeds"]) | set(before.get("seeds", [])))
-        summary["variants"] += [
-            v for v in before.get("variants", []) if v not in summary["variants"]
-        ]
-        summary["pairs_target"] = summary["pairs_target"] or before.get("pairs_target")
-        summary["student_sizes"] += [
-            s for s in before.get("student_sizes", []) if s not in summary["student_sizes"]
-        ]
-    write_json(path, {"experiment": summary, "source": exp.source, "runs": entries})
+    # Sittings started together would otherwise each drop the runs only the other planned.
+    with exclusive(root / PLAN_LOCK_NAME, wait=True):
+        if path.is_file():
+            earlier = read_json(path)
+            planned_now = {e["id"] for e in entries}
+            kept = [e for e in earlier.get("runs", []) if e.get("id") not in planned_now]
+            if kept:
+                log.info("plan.json: keeping %d runs planned by earlier sittings", len(kept))
+            entries += kept
+            before = earlier.get("experiment", {})
+            summary["tasks"] += [t for t in before.get("tasks", []) if t not in summary["tasks"]]
+            summary["seeds"] = sorted(set(summary["seeds"]) | set(before.get("seeds", [])))
+            summary["variants"] += [
+                v for v in before.get("variants", []) if v not in summary["variants"]
+            ]
+            summary["pairs_target"] = summary["pairs_target"] or before.get("pairs_target")
+            summary["student_sizes"] += [
+                s for s in before.get("student_sizes", []) if s not in summary["student_sizes"]
+            ]
+        write_json(path, {"experiment": summary, "source": exp.source, "runs": entries})
 
 
 def _write_submissions(exp: Experiment, runs: list[PlannedRun]) -> list[str]:

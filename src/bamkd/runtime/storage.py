@@ -246,6 +246,17 @@ def filesystem_error(exc: OSError) -> BamkdError | None:
     return BamkdError(f"{where}: {reason}; {fix}")
 
 
+class RunInUse(BamkdError):
+    """Another process holds the run folder's lock (it is training that run)."""
+
+    def __init__(self, folder: Path, holder: str) -> None:
+        super().__init__(
+            f"run folder {folder} is in use by process {holder}; wait for it to finish or "
+            "choose another output_dir"
+        )
+        self.holder = holder
+
+
 class RunLock:
     """An exclusive lock on a run folder, released when the process ends (even by SIGKILL)."""
 
@@ -261,10 +272,7 @@ class RunLock:
         if not _flock_within(fd, seconds=1.0):
             holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise BamkdError(
-                f"run folder {self.path.parent} is in use by process {holder}; wait for it to "
-                "finish or choose another output_dir"
-            ) from None
+            raise RunInUse(self.path.parent, holder) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
@@ -309,6 +317,27 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, *, wait: bool) -> Iterator[bool]:
+    """Hold an exclusive lock on the file ``path`` (created if missing) for the block.
+
+    ``wait``: block until it is free; otherwise yield False at once (holding nothing) when
+    another process holds it. For short shared steps of an experiment that several
+    ``bamkd run`` sittings may reach at once (merging plan.json, measuring speed).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock
 
 
 def _flock_within(fd: int, seconds: float) -> bool:
