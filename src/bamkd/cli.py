@@ -342,9 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     try:
-        status = args.func(args)
-        _leave_process_group()
-        return status
+        return _run_command(args)
     except TrainingStopped as exc:
         print(str(exc), file=sys.stderr)
         return exc.exit_status
@@ -363,6 +361,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; resume with --resume (bamkd run resumes by itself)", file=sys.stderr)
         return 130
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    try:
+        return args.func(args)
+    finally:
+        _leave_process_group()
 
 
 def _leave_process_group() -> None:

@@ -54,9 +54,13 @@ def test_a_run_another_sitting_holds_is_left_to_it(tmp_path, glue_fixture_dir, m
     monkeypatch.setattr(pipeline, "_wait", _no_sleep)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)  # every core of a 4-core machine
     monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     rte = _run_folder(exp, "single/rte/seed0")
     caplog.set_level(logging.INFO, logger="bamkd")
-    with RunLock(rte):
+    speed_lock = Path(exp.output_dir) / pipeline.SPEED_LOCK_NAME
+    # The other sitting: training rte (its run lock) and so keeping inference timing off.
+    with RunLock(rte), exclusive(speed_lock, shared=True, wait=False) as sitting:
+        assert sitting
         held_by = RunLock.holder(rte)
         result = run_experiment(exp)
     assert result.trained == ["single/mrpc/seed0"]
@@ -144,8 +148,23 @@ def test_exclusive_yields_false_when_another_holder_has_the_file(tmp_path):
         assert first
         with exclusive(path, wait=False) as second:
             assert not second
+        with exclusive(path, shared=True, wait=False) as reader:
+            assert not reader
     with exclusive(path, wait=True) as again:
         assert again
+
+
+def test_training_sittings_share_the_speed_lock_and_keep_measuring_out(tmp_path):
+    path = tmp_path / "exp" / ".speed.lock"
+    with (
+        exclusive(path, shared=True, wait=False) as one,
+        exclusive(path, shared=True, wait=False) as two,
+    ):
+        assert one and two  # two sittings train side by side
+        with exclusive(path, wait=False) as measuring:
+            assert not measuring
+    with exclusive(path, wait=False) as measuring:
+        assert measuring  # the last sitting to finish measures
 
 
 @pytest.mark.parametrize("only", [["single"], None])

@@ -11,11 +11,13 @@ After training, each finished run's inference speed is measured once (bamkd.expe
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -418,7 +420,8 @@ def run_experiment(
     root.mkdir(parents=True, exist_ok=True)
     _write_plan(root, exp, runs)  # before training: a stopped sitting still leaves its plan
     skipped = [r.id for r in runs if is_finished(r.folder)]  # reused runs are all finished
-    trained, in_progress = _train_unfinished(runs, poll_seconds)
+    with _training_sitting(root):
+        trained, in_progress = _train_unfinished(runs, poll_seconds)
     by_others = [
         r.id
         for r in runs
@@ -476,9 +479,11 @@ def _train_unfinished(
         held: dict[str, str] = {}
         waiting = False
         for run in runs:
+            # The holder before the finished state: a sitting writes the state before it lets
+            # go of the lock, so a run free here and unfinished below is not being finished.
+            holder = RunLock.holder(run.folder) if shared else None
             if is_finished(run.folder):
                 continue
-            holder = RunLock.holder(run.folder) if shared else None
             if holder is None:
                 pending = [d for d in run.deps if not is_finished(index[d].folder)]
                 if pending:
@@ -494,10 +499,11 @@ def _train_unfinished(
                     continue
             held[run.id] = holder
             tell(run.id, f"process {holder} is training it")
-        if waiting:
-            _wait(poll_seconds)
-        elif not trained_in_pass:
+        if trained_in_pass:
+            continue  # at once: a teacher trained here may have freed a waiting student
+        if not waiting:
             return trained, held
+        _wait(poll_seconds)
 
 
 def _one_process_sitting() -> bool:
@@ -508,7 +514,11 @@ def _one_process_sitting() -> bool:
     run's lock, so the others would see it held. Such a sitting trains every unfinished run in
     order and measures speed, as one process does without other sittings.
     """
-    return int(os.environ.get("WORLD_SIZE", "1")) == 1
+    from accelerate.utils import get_int_from_env
+
+    # torchrun and accelerate set WORLD_SIZE; MPI launchers (accelerate's multi-CPU) the others.
+    size = get_int_from_env(["WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE"], 1)
+    return size == 1
 
 
 def _wait(seconds: float) -> None:
@@ -548,36 +558,49 @@ def _warn_if_threads_collide() -> None:
         log.warning(
             "another sitting trains this experiment beside this one, which uses %d CPU threads "
             "of %d cores: start each sitting with OMP_NUM_THREADS=%d (cores / sittings) or "
-            "they slow each other down",
+            "they slow each other down (and set speed.threads, or the last sitting times "
+            "inference with its share)",
             threads,
             cores,
             max(1, cores // 2),
         )
 
 
+@contextlib.contextmanager
+def _training_sitting(root: Path) -> Iterator[None]:
+    """Hold the experiment's speed lock shared while this sitting trains (or waits to), so
+    that no sitting times inference meanwhile: timing beside training measures the load."""
+    if not _one_process_sitting():
+        yield  # its processes measure together, after training together
+        return
+    with exclusive(root / SPEED_LOCK_NAME, shared=True, wait=False) as free:
+        if free:
+            yield
+            return
+    log.info("another sitting is measuring inference speed; waiting for it to finish")
+    with exclusive(root / SPEED_LOCK_NAME, shared=True, wait=True):
+        yield
+
+
 def _measure_speed(root: Path, exp: Experiment, planned: list[PlannedRun]) -> None:
     """Measure the inference speed of the experiment's finished runs, unless another sitting
-    is still training (its load would skew the timing: the last sitting to finish measures)."""
+    is still training (the last sitting to finish measures)."""
     folders = [r.folder for r in planned]
     if not _one_process_sitting():
         measure_missing(folders, exp.speed)  # every process takes part in each timed pass
         return
-    busy = {r.id: pid for r in planned if (pid := RunLock.holder(r.folder)) is not None}
-    if busy:
-        run_id, pid = next(iter(busy.items()))
-        log.info(
-            "inference speed not measured now: process %s is training %s (the last sitting "
-            "to finish measures every run; or run the same command again later)",
-            pid,
-            run_id,
-        )
-        return
-    with exclusive(root / SPEED_LOCK_NAME, wait=False) as mine:
-        if mine:  # else a sitting that finished at the same moment is measuring
-            # After all training, so no run waits for it. Every finished run of the experiment
-            # without a measurement: this sitting's, those other sittings left to the last one,
-            # older and reused runs (their folders get a speed.json).
-            measure_missing(folders, exp.speed)
+    with exclusive(root / SPEED_LOCK_NAME, wait=False) as alone:
+        if not alone:
+            log.info(
+                "inference speed not measured now: another sitting of this experiment is "
+                "training (the last sitting to finish measures every run; or run the same "
+                "command again later)"
+            )
+            return
+        # After all training, so no run waits for it. Every finished run of the experiment
+        # without a measurement: this sitting's, those other sittings left to the last one,
+        # older and reused runs (their folders get a speed.json).
+        measure_missing(folders, exp.speed)
 
 
 def _only(runs: list[PlannedRun], only: list[str], exp: Experiment) -> list[PlannedRun]:

@@ -320,18 +320,21 @@ class RunLock:
 
 
 @contextlib.contextmanager
-def exclusive(path: Path, *, wait: bool) -> Iterator[bool]:
-    """Hold an exclusive lock on the file ``path`` (created if missing) for the block.
+def exclusive(path: Path, *, wait: bool, shared: bool = False) -> Iterator[bool]:
+    """Hold a lock on the file ``path`` (created if missing) for the block: exclusive, or
+    ``shared`` with other shared holders.
 
-    ``wait``: block until it is free; otherwise yield False at once (holding nothing) when
-    another process holds it. For short shared steps of an experiment that several
-    ``bamkd run`` sittings may reach at once (merging plan.json, measuring speed).
+    ``wait``: block until it can be had; otherwise yield False at once (holding nothing) when
+    another process's lock is in the way. For the steps of an experiment that several
+    ``bamkd run`` sittings may reach at once (merging plan.json; measuring speed, exclusive,
+    while no sitting trains, shared).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode if wait else mode | fcntl.LOCK_NB)
         except BlockingIOError:
             yield False
             return
