@@ -242,7 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", nargs="*", help="only these tasks (default: every head)")
     p.set_defaults(func=cmd_teach)
 
-    p = sub.add_parser("run", help="run an experiment: teachers, predictions, students, report")
+    p = sub.add_parser(
+        "run",
+        help="run an experiment: teachers, predictions, students, report",
+        description="bamkd run: train every unfinished run of an experiment, then report. "
+        "Started again on the same experiment (another terminal or GPU; on CPU give each "
+        "sitting OMP_NUM_THREADS=cores/sittings) it shares the runs with the sittings already "
+        "running.",
+    )
     p.add_argument("experiment", help="experiment YAML")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the experiment")
     p.add_argument(
@@ -365,9 +372,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_command(args: argparse.Namespace) -> int:
     try:
-        return args.func(args)
-    finally:
-        _leave_process_group()
+        status = args.func(args)
+    except BaseException:
+        # The error on its way out is the one to report, not a group that cannot be left
+        # cleanly because a peer died.
+        with contextlib.suppress(Exception):
+            _leave_process_group()
+        raise
+    _leave_process_group()
+    return status
 
 
 def _leave_process_group() -> None:

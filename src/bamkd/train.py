@@ -165,8 +165,21 @@ def _accelerator(cfg: RunConfig, trackers: list[str] | None = None) -> Accelerat
     )
 
 
+class RunFinished(BamkdError):
+    """The run to resume is finished (another process finished it while this one waited)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(f"{run_dir} is finished; its model is in {run_dir / MODEL_DIR}")
+
+
 def _check_run_folder(run_dir: Path, cfg: RunConfig, resume: bool) -> RunConfig:
-    """Refuse to overwrite a run; on resume return the saved config (it wins, with warnings)."""
+    """Refuse to overwrite a run; on resume return the saved config (it wins, with warnings).
+
+    Runs under the run's lock, so a run another process finished after ``train`` looked is
+    seen here (RunFinished) instead of being trained again.
+    """
+    if resume and is_finished(run_dir):
+        raise RunFinished(run_dir)
     saved_path = run_dir / CONFIG_NAME
     has_work = saved_path.is_file() and (
         ckpt.list_checkpoints(run_dir) or (run_dir / STATE_NAME).is_file()
@@ -835,8 +848,11 @@ def train(
 ) -> dict[str, dict[str, float]]:
     """Run (or resume, or return the result of) one training run."""
     run_dir = Path(cfg.output_dir)
-    if resume and is_finished(run_dir):
-        log.info("%s is already finished", run_dir)
-        return read_json(run_dir / DEV_METRICS_NAME)
-    with setup(cfg, resume=resume, trackers=trackers) as ctx:
-        return fit(ctx)
+    if not (resume and is_finished(run_dir)):
+        try:
+            with setup(cfg, resume=resume, trackers=trackers) as ctx:
+                return fit(ctx)
+        except RunFinished:
+            pass  # finished by another process while this one took the lock
+    log.info("%s is already finished", run_dir)
+    return read_json(run_dir / DEV_METRICS_NAME)

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+from bamkd import train as train_module
+from bamkd.cli import main
 from bamkd.config import RunConfig, from_dict
 from bamkd.experiments import pipeline
 from bamkd.experiments.pipeline import load_experiment, plan_experiment, run_experiment
+from bamkd.runtime.runs import is_finished
 from bamkd.runtime.storage import RunLock, exclusive
 from bamkd.train import train
 
@@ -174,3 +179,65 @@ def test_dry_run_of_a_shared_experiment_names_the_holder(tmp_path, glue_fixture_
     with RunLock(rte):
         lines = run_experiment(exp, only=only, dry_run=True).report_lines
         assert f"running  single/rte/seed0  (process {RunLock.holder(rte)})" in lines
+
+
+def test_a_training_sitting_keeps_inference_timing_out(
+    tmp_path, glue_fixture_dir, monkeypatch, capsys
+):
+    exp = load_experiment(_experiment(tmp_path, glue_fixture_dir, ["single"]))
+    speed_lock = Path(exp.output_dir) / pipeline.SPEED_LOCK_NAME
+    original = pipeline._train_unfinished
+    looked: list[bool] = []
+
+    def train_and_look(*args, **kwargs):
+        with exclusive(speed_lock, wait=False) as measuring:
+            looked.append(measuring)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "_train_unfinished", train_and_look)
+    run_experiment(exp)
+    assert looked == [False]  # a measurement could not start while this sitting trained
+    # Nor may a user's `report --measure-speed` time inference beside a training sitting.
+    with exclusive(speed_lock, shared=True, wait=False):
+        assert main(["report", exp.output_dir, "--measure-speed"]) == 2
+    assert "is training or measuring" in capsys.readouterr().err
+
+
+def test_a_sitting_started_during_a_measurement_waits_for_it(tmp_path, glue_fixture_dir, caplog):
+    exp = load_experiment(_experiment(tmp_path, glue_fixture_dir, ["single"]))
+    speed_lock = Path(exp.output_dir) / pipeline.SPEED_LOCK_NAME
+    caplog.set_level(logging.INFO, logger="bamkd")
+    results = []
+    with exclusive(speed_lock, wait=False) as measuring:
+        assert measuring
+        sitting = threading.Thread(target=lambda: results.append(run_experiment(exp)))
+        sitting.start()
+        deadline = time.monotonic() + 60
+        while "measuring inference speed; waiting" not in caplog.text:
+            assert time.monotonic() < deadline, "the sitting did not wait for the measurement"
+            time.sleep(0.1)
+        assert not results  # still waiting: nothing trained beside the timing
+    sitting.join(timeout=300)
+    assert results and sorted(results[0].trained) == ["single/mrpc/seed0", "single/rte/seed0"]
+
+
+def test_a_run_finished_while_waiting_for_its_lock_is_not_trained_again(
+    tmp_path, glue_fixture_dir, monkeypatch
+):
+    """train() looks at the finished state before taking the lock; the look under the lock
+    decides, so a run another process finished in between keeps its results."""
+    exp = load_experiment(_experiment(tmp_path, glue_fixture_dir, ["single"]))
+    run = next(r for r in plan_experiment(exp) if r.id == "single/rte/seed0")
+    cfg = from_dict(RunConfig, copy.deepcopy(run.config))
+    metrics = train(cfg)
+    state = (run.folder / "trainer_state.json").read_text()
+    looks = []
+
+    def first_look_misses(folder):  # the other process finishes just after this look
+        looks.append(folder)
+        return len(looks) > 1 and is_finished(folder)
+
+    monkeypatch.setattr(train_module, "is_finished", first_look_misses)
+    assert train(from_dict(RunConfig, copy.deepcopy(run.config)), resume=True) == metrics
+    assert len(looks) == 2  # the second look is under the lock
+    assert (run.folder / "trainer_state.json").read_text() == state

@@ -34,7 +34,7 @@ from bamkd.config import (
     settings_diff,
 )
 from bamkd.errors import BamkdError, ConfigError, excerpt
-from bamkd.experiments.speed import SpeedSettings, measure_missing
+from bamkd.experiments.speed import SPEED_LOCK_NAME, SpeedSettings, measure_missing
 from bamkd.experiments.variants import VARIANTS, is_pairs, is_sized
 from bamkd.runtime.runs import CONFIG_NAME, PLAN_NAME, is_finished, run_progress
 from bamkd.runtime.stop import TrainingStopped
@@ -386,8 +386,6 @@ class ExperimentResult:
         return "\n".join(lines)
 
 
-SPEED_LOCK_NAME = ".speed.lock"
-"""Held in the experiment folder by the sitting measuring inference speed."""
 PLAN_LOCK_NAME = ".plan.lock"
 """Held in the experiment folder while a sitting merges its runs into plan.json."""
 
@@ -517,7 +515,9 @@ def _one_process_sitting() -> bool:
     from accelerate.utils import get_int_from_env
 
     # torchrun and accelerate set WORLD_SIZE; MPI launchers (accelerate's multi-CPU) the others.
-    size = get_int_from_env(["WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE"], 1)
+    size = get_int_from_env(
+        ["WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"], 1
+    )
     return size == 1
 
 
@@ -593,8 +593,8 @@ def _measure_speed(root: Path, exp: Experiment, planned: list[PlannedRun]) -> No
         if not alone:
             log.info(
                 "inference speed not measured now: another sitting of this experiment is "
-                "training (the last sitting to finish measures every run; or run the same "
-                "command again later)"
+                "training or measuring (the last sitting to finish measures every run; or run "
+                "the same command again later)"
             )
             return
         # After all training, so no run waits for it. Every finished run of the experiment

@@ -31,6 +31,11 @@ SPEED_NAME = "speed.json"
 """Written into a finished run's folder by `measure_run`."""
 
 
+SPEED_LOCK_NAME = ".speed.lock"
+"""In an experiment folder: held shared by each sitting while it trains and exclusively by the
+one timing inference, so that no timing runs beside training (bamkd.experiments.pipeline)."""
+
+
 @dataclass
 class SpeedSettings:
     """How inference speed is measured: the same for every run of an experiment."""
