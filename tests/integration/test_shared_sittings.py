@@ -23,7 +23,7 @@ from bamkd.config import RunConfig, from_dict
 from bamkd.experiments import pipeline
 from bamkd.experiments.pipeline import load_experiment, plan_experiment, run_experiment
 from bamkd.runtime.runs import is_finished
-from bamkd.runtime.storage import RunLock, exclusive
+from bamkd.runtime.storage import RunLock, file_lock
 from bamkd.train import train
 
 
@@ -64,7 +64,7 @@ def test_a_run_another_sitting_holds_is_left_to_it(tmp_path, glue_fixture_dir, m
     caplog.set_level(logging.INFO, logger="bamkd")
     speed_lock = Path(exp.output_dir) / pipeline.SPEED_LOCK_NAME
     # The other sitting: training rte (its run lock) and so keeping inference timing off.
-    with RunLock(rte), exclusive(speed_lock, shared=True, wait=False) as sitting:
+    with RunLock(rte), file_lock(speed_lock, shared=True, wait=False) as sitting:
         assert sitting
         held_by = RunLock.holder(rte)
         result = run_experiment(exp)
@@ -149,26 +149,26 @@ def test_a_held_teacher_released_unfinished_is_trained_here(
 
 def test_exclusive_yields_false_when_another_holder_has_the_file(tmp_path):
     path = tmp_path / "exp" / ".speed.lock"
-    with exclusive(path, wait=False) as first:
+    with file_lock(path, wait=False) as first:
         assert first
-        with exclusive(path, wait=False) as second:
+        with file_lock(path, wait=False) as second:
             assert not second
-        with exclusive(path, shared=True, wait=False) as reader:
+        with file_lock(path, shared=True, wait=False) as reader:
             assert not reader
-    with exclusive(path, wait=True) as again:
+    with file_lock(path, wait=True) as again:
         assert again
 
 
 def test_training_sittings_share_the_speed_lock_and_keep_measuring_out(tmp_path):
     path = tmp_path / "exp" / ".speed.lock"
     with (
-        exclusive(path, shared=True, wait=False) as one,
-        exclusive(path, shared=True, wait=False) as two,
+        file_lock(path, shared=True, wait=False) as one,
+        file_lock(path, shared=True, wait=False) as two,
     ):
         assert one and two  # two sittings train side by side
-        with exclusive(path, wait=False) as measuring:
+        with file_lock(path, wait=False) as measuring:
             assert not measuring
-    with exclusive(path, wait=False) as measuring:
+    with file_lock(path, wait=False) as measuring:
         assert measuring  # the last sitting to finish measures
 
 
@@ -190,7 +190,7 @@ def test_a_training_sitting_keeps_inference_timing_out(
     looked: list[bool] = []
 
     def train_and_look(*args, **kwargs):
-        with exclusive(speed_lock, wait=False) as measuring:
+        with file_lock(speed_lock, wait=False) as measuring:
             looked.append(measuring)
         return original(*args, **kwargs)
 
@@ -198,7 +198,7 @@ def test_a_training_sitting_keeps_inference_timing_out(
     run_experiment(exp)
     assert looked == [False]  # a measurement could not start while this sitting trained
     # Nor may a user's `report --measure-speed` time inference beside a training sitting.
-    with exclusive(speed_lock, shared=True, wait=False):
+    with file_lock(speed_lock, shared=True, wait=False):
         assert main(["report", exp.output_dir, "--measure-speed"]) == 2
     assert "is training or measuring" in capsys.readouterr().err
 
@@ -208,7 +208,7 @@ def test_a_sitting_started_during_a_measurement_waits_for_it(tmp_path, glue_fixt
     speed_lock = Path(exp.output_dir) / pipeline.SPEED_LOCK_NAME
     caplog.set_level(logging.INFO, logger="bamkd")
     results = []
-    with exclusive(speed_lock, wait=False) as measuring:
+    with file_lock(speed_lock, wait=False) as measuring:
         assert measuring
         sitting = threading.Thread(target=lambda: results.append(run_experiment(exp)))
         sitting.start()

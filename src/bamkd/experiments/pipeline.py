@@ -34,11 +34,16 @@ from bamkd.config import (
     settings_diff,
 )
 from bamkd.errors import BamkdError, ConfigError, excerpt
-from bamkd.experiments.speed import SPEED_LOCK_NAME, SpeedSettings, measure_missing
+from bamkd.experiments.speed import (
+    SPEED_LOCK_NAME,
+    SpeedSettings,
+    measure_missing,
+    measure_when_idle,
+)
 from bamkd.experiments.variants import VARIANTS, is_pairs, is_sized
 from bamkd.runtime.runs import CONFIG_NAME, PLAN_NAME, is_finished, run_progress
 from bamkd.runtime.stop import TrainingStopped
-from bamkd.runtime.storage import RunInUse, RunLock, exclusive, write_text
+from bamkd.runtime.storage import RunInUse, RunLock, file_lock, write_text
 
 log = logging.getLogger(__name__)
 
@@ -573,12 +578,12 @@ def _training_sitting(root: Path) -> Iterator[None]:
     if not _one_process_sitting():
         yield  # its processes measure together, after training together
         return
-    with exclusive(root / SPEED_LOCK_NAME, shared=True, wait=False) as free:
+    with file_lock(root / SPEED_LOCK_NAME, shared=True, wait=False) as free:
         if free:
             yield
             return
     log.info("another sitting is measuring inference speed; waiting for it to finish")
-    with exclusive(root / SPEED_LOCK_NAME, shared=True, wait=True):
+    with file_lock(root / SPEED_LOCK_NAME, shared=True, wait=True):
         yield
 
 
@@ -589,18 +594,15 @@ def _measure_speed(root: Path, exp: Experiment, planned: list[PlannedRun]) -> No
     if not _one_process_sitting():
         measure_missing(folders, exp.speed)  # every process takes part in each timed pass
         return
-    with exclusive(root / SPEED_LOCK_NAME, wait=False) as alone:
-        if not alone:
-            log.info(
-                "inference speed not measured now: another sitting of this experiment is "
-                "training or measuring (the last sitting to finish measures every run; or run "
-                "the same command again later)"
-            )
-            return
-        # After all training, so no run waits for it. Every finished run of the experiment
-        # without a measurement: this sitting's, those other sittings left to the last one,
-        # older and reused runs (their folders get a speed.json).
-        measure_missing(folders, exp.speed)
+    # After all training, so no run waits for it. Every finished run of the experiment
+    # without a measurement: this sitting's, those other sittings left to the last one, older
+    # and reused runs (their folders get a speed.json).
+    if not measure_when_idle(root, folders, exp.speed):
+        log.info(
+            "inference speed not measured now: another sitting of this experiment is "
+            "training or measuring (the last sitting to finish measures every run; or run "
+            "the same command again later)"
+        )
 
 
 def _only(runs: list[PlannedRun], only: list[str], exp: Experiment) -> list[PlannedRun]:
@@ -760,7 +762,7 @@ def _write_plan(root: Path, exp: Experiment, runs: list[PlannedRun]) -> None:
     }
     path = root / PLAN_NAME
     # Sittings started together would otherwise each drop the runs only the other planned.
-    with exclusive(root / PLAN_LOCK_NAME, wait=True):
+    with file_lock(root / PLAN_LOCK_NAME, wait=True):
         if path.is_file():
             earlier = read_json(path)
             planned_now = {e["id"] for e in entries}

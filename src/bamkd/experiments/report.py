@@ -23,9 +23,9 @@ from typing import Any
 
 from bamkd.errors import BamkdError
 from bamkd.experiments.speed import (
-    SPEED_LOCK_NAME,
     SpeedSettings,
     measure_missing,
+    measure_when_idle,
     read_speed,
     saved_size,
 )
@@ -40,7 +40,7 @@ from bamkd.experiments.variants import (
 )
 from bamkd.metrics import task_score
 from bamkd.runtime.runs import DEV_METRICS_NAME, PLAN_NAME, is_finished, training_seconds
-from bamkd.runtime.storage import atomic_path, exclusive, read_json, write_text
+from bamkd.runtime.storage import atomic_path, read_json, write_text
 from bamkd.runtime.tracking import read_metrics
 
 log = logging.getLogger(__name__)
@@ -701,14 +701,13 @@ def report_path(path: Path, *, measure_speed: bool = False) -> list[str]:
         runs = [SimpleNamespace(**r) for r in plan["runs"]]
         if measure_speed:
             settings = getattr(exp, "speed", None) or {}
-            with exclusive(path / SPEED_LOCK_NAME, wait=False) as alone:
-                if not alone:
-                    raise BamkdError(
-                        f"a bamkd run sitting of {path} is training or measuring, and timing "
-                        "inference beside it would measure its load; run --measure-speed "
-                        "when it has finished"
-                    )
-                measure_missing([Path(r.folder) for r in runs], SpeedSettings(**settings))
+            folders = [Path(r.folder) for r in runs]
+            if not measure_when_idle(path, folders, SpeedSettings(**settings)):
+                raise BamkdError(
+                    f"a bamkd run sitting of {path} is training or measuring, and timing "
+                    "inference beside it would measure its load; run --measure-speed when it "
+                    "has finished"
+                )
         return write_experiment_report(exp, runs)
     if (path / DEV_METRICS_NAME).is_file() or (path / "metrics.jsonl").is_file():
         if measure_speed:

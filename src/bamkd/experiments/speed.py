@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from bamkd.errors import BamkdError, ConfigError
 from bamkd.runtime.runs import MODEL_DIR
-from bamkd.runtime.storage import read_json, write_json
+from bamkd.runtime.storage import file_lock, read_json, write_json
 from bamkd.student import LAYER_COUNT_KEYS
 
 log = logging.getLogger(__name__)
@@ -197,3 +197,13 @@ def measure_missing(folders: list[Path], settings: SpeedSettings) -> list[Path]:
             continue
         measured.append(folder)
     return measured
+
+
+def measure_when_idle(experiment_dir: Path, folders: list[Path], settings: SpeedSettings) -> bool:
+    """`measure_missing` holding the experiment's speed lock exclusively; False, measuring
+    nothing, while a sitting of the experiment trains or another measures (timing inference
+    beside training measures the load)."""
+    with file_lock(Path(experiment_dir) / SPEED_LOCK_NAME, wait=False) as alone:
+        if alone:
+            measure_missing(folders, settings)
+        return alone

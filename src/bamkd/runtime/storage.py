@@ -320,7 +320,7 @@ class RunLock:
 
 
 @contextlib.contextmanager
-def exclusive(path: Path, *, wait: bool, shared: bool = False) -> Iterator[bool]:
+def file_lock(path: Path, *, wait: bool, shared: bool = False) -> Iterator[bool]:
     """Hold a lock on the file ``path`` (created if missing) for the block: exclusive, or
     ``shared`` with other shared holders.
 
