@@ -29,7 +29,7 @@ from bamkd.experiments.speed import (
     read_speed,
     saved_size,
 )
-from bamkd.experiments.stats import mann_whitney, summarize
+from bamkd.experiments.stats import mann_whitney, smallest_p_value, summarize
 from bamkd.experiments.variants import (
     TABLE_ORDER,
     VARIANTS,
@@ -198,6 +198,24 @@ def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
     return lines
 
 
+def _p_value_floors(pairs, averages) -> list[str]:
+    # Few seeds bound how small a rank test's p can get (3 vs 3: 0.05); saying so keeps a reader
+    # from taking p = 0.05 for a weak result or 0.1 for a failed one.
+    floors = []
+    for first, other, label in pairs:
+        sizes = (len(averages[first]), len(averages[other]))
+        if min(sizes) >= 2:
+            floor = smallest_p_value(*sizes)
+            floors.append(f"{label} {floor:.3f} ({sizes[0]} vs {sizes[1]} seeds)")
+    if not floors:
+        return []
+    return [
+        "The smallest p these seed counts allow (every seed of one model above every seed of the "
+        "other): " + "; ".join(floors) + ".",
+        "",
+    ]
+
+
 def _significance(scores, averages, tasks) -> list[str]:
     # BAM against Single and Multi (the paper), and each smaller BAM student against the Multi
     # student of its size: does distillation help at that size?
@@ -232,6 +250,7 @@ def _significance(scores, averages, tasks) -> list[str]:
             )
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    lines += _p_value_floors(pairs, averages)
     if "bam" in scores and "single" in scores:
         wins = [
             t

@@ -1,0 +1,61 @@
+"""The report's significance section on hand-made finished runs: p-values of BAM against Single
+and Multi, and the smallest p the seed counts allow, so that p = 0.05 at 3 seeds reads right."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+from bamkd.experiments.report import write_experiment_report
+
+
+def _run(root: Path, variant: str, seed: int, score: float) -> SimpleNamespace:
+    run_id = f"{variant}/seed{seed}" if variant != "single" else f"single/a/seed{seed}"
+    folder = root / run_id
+    folder.mkdir(parents=True)
+    (folder / "trainer_state.json").write_text(
+        json.dumps({"finished": True, "elapsed_seconds": 60.0})
+    )
+    (folder / "dev_metrics.json").write_text(json.dumps({"a": {"accuracy": score}}))
+    record = {"step": 1, "loss": {"a": 0.5}, "lambda": {"a": 1.0}, "lr": 1e-3}
+    (folder / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    return SimpleNamespace(
+        id=run_id, variant=variant, tasks=["a"], seed=seed, folder=folder, size=None
+    )
+
+
+def _report(tmp_path: Path, seeds: dict[str, int]) -> list[str]:
+    # BAM's seeds all score above every Single and Multi seed: the best rank split there is.
+    base = {"single": 0.70, "multi": 0.60, "bam": 0.80}
+    runs = [
+        _run(tmp_path / "runs", variant, seed, base[variant] + 0.01 * seed)
+        for variant, count in seeds.items()
+        for seed in range(count)
+    ]
+    exp = SimpleNamespace(name="sig", output_dir=str(tmp_path / "exp"), tasks=["a"])
+    return write_experiment_report(exp, runs)
+
+
+def test_three_seeds_each_reach_the_floor_and_the_report_names_it(tmp_path):
+    lines = _report(tmp_path, {"single": 3, "multi": 3, "bam": 3})
+    rows = {line.split(" | ")[0]: line for line in lines if line.startswith("| BAM vs ")}
+    assert rows["| BAM vs Single"] == "| BAM vs Single | 0.050 | 0.050 |"
+    assert rows["| BAM vs Multi"] == "| BAM vs Multi | 0.050 | 0.050 |"
+    floor = next(line for line in lines if line.startswith("The smallest p"))
+    assert "BAM vs Single 0.050 (3 vs 3 seeds)" in floor
+    assert "BAM vs Multi 0.050 (3 vs 3 seeds)" in floor
+
+
+def test_uneven_seed_counts_give_their_own_floor(tmp_path):
+    # 3 BAM seeds against 4 Single seeds: C(7, 3) = 35 rank splits; against 2 Multi seeds:
+    # C(5, 3) = 10.
+    lines = _report(tmp_path, {"single": 4, "multi": 2, "bam": 3})
+    floor = next(line for line in lines if line.startswith("The smallest p"))
+    assert f"BAM vs Single {1 / 35:.3f} (3 vs 4 seeds)" in floor
+    assert f"BAM vs Multi {1 / 10:.3f} (3 vs 2 seeds)" in floor
+
+
+def test_one_seed_has_no_test_and_no_floor(tmp_path):
+    lines = _report(tmp_path, {"single": 1, "multi": 1, "bam": 1})
+    assert not any(line.startswith("The smallest p") for line in lines)
