@@ -325,6 +325,7 @@ QUOTED = (
     "packing.json",
     "packing_alone.json",
     "task_gradients_multi.json",
+    "sittings.json",
     "task_gradients_bam.json",
 )
 """The result files BENCHMARKS.md quotes, in its order."""
