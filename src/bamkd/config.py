@@ -156,8 +156,10 @@ class TrainConfig:
     |D|^(1/T)."""
     seed: int = 0
     """Seeds the heads' initialisation, the batch order and dropout."""
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-    """``no`` (fp32; YAML's ``false``/``off`` mean the same), ``bf16`` or ``fp16``."""
+    mixed_precision: Literal["no", "bf16", "fp16", "auto"] = "no"
+    """``no`` (fp32; YAML's ``false``/``off`` mean the same), ``bf16``, ``fp16``, or ``auto``:
+    bf16 where the GPU or CPU computes in it natively (a CPU with AVX-512 BF16 or AMX), else fp32.
+    ``auto`` is resolved when the config is built, so a run's config.yaml records what it used."""
     fast_dropout: bool = True
     """On CPU, draw dropout masks two per random number (bamkd.fast_dropout); same rates."""
     malloc_mmap_threshold_mib: int = 0
@@ -230,6 +232,10 @@ class RunConfig:
     """Run folder: config, metrics log, checkpoints, final model, dev metrics."""
 
     def __post_init__(self) -> None:
+        if self.train.mixed_precision == "auto":
+            from bamkd.runtime.devices import resolve_precision
+
+            self.train.mixed_precision = resolve_precision("auto")  # type: ignore[assignment]
         self.validate()
 
     def validate(self) -> None:

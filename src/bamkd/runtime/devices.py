@@ -2,12 +2,17 @@
 
 Without a GPU-like device, accelerate must be told ``cpu=True`` or it silently ignores a torchrun
 process group and runs every process alone; with it, CPU processes join one gloo group.
-Sharded training (FSDP, DeepSpeed, Megatron-LM) is refused: the main process saves checkpoints
-and models from its own copy of the weights and optimiser state, which sharding would split.
+bf16 is fast only where the hardware computes in it: on a CPU without AVX-512 BF16 or AMX,
+PyTorch emulates bf16 matrix products hundreds of times slower than fp32 (BENCHMARKS.md, section
+2), so ``auto`` precision takes bf16 only where it is native and a bf16 run on such a CPU is
+warned about. Sharded training (FSDP, DeepSpeed, Megatron-LM) is refused: the main process saves
+checkpoints and models from its own copy of the weights and optimiser state, which sharding would
+split.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -16,6 +21,8 @@ from bamkd.errors import BamkdError
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
+
+log = logging.getLogger(__name__)
 
 
 def has_accelerator_device() -> bool:
@@ -47,7 +54,52 @@ def make_accelerator(mixed_precision: str = "no", **kwargs: Any) -> Accelerator:
         cpu=not has_accelerator_device(), mixed_precision=mixed_precision, **kwargs
     )
     refuse_sharding(str(accelerator.distributed_type.value))
+    if accelerator.device.type == "cpu" and mixed_precision == "bf16":
+        warn_if_bf16_is_emulated()
     return accelerator
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 matrix products in hardware (AVX-512 BF16 or AMX)."""
+    cpu = torch.cpu
+    checks = [
+        getattr(cpu, "_is_avx512_bf16_supported", None),
+        getattr(cpu, "_is_amx_tile_supported", None),
+    ]
+    found = [check for check in checks if check is not None]
+    if not found:  # a PyTorch without these probes: oneDNN's own answer
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return any(check() for check in found)
+
+
+def native_precision() -> str:
+    """What ``mixed_precision: auto`` means here: bf16 where the device computes in it, else no."""
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    if has_accelerator_device():  # XPU, MPS: bf16 support varies by chip; fp32 is always right
+        return "no"
+    return "bf16" if cpu_has_native_bf16() else "no"
+
+
+def resolve_precision(requested: str) -> str:
+    """A concrete precision (``no``, ``bf16``, ``fp16``) for a configured one (or ``auto``)."""
+    return native_precision() if requested == "auto" else requested
+
+
+_warned_emulated_bf16 = False
+
+
+def warn_if_bf16_is_emulated() -> None:
+    """Say once per process that bf16 on this CPU is slow, and what to set instead."""
+    global _warned_emulated_bf16
+    if _warned_emulated_bf16 or cpu_has_native_bf16():
+        return
+    _warned_emulated_bf16 = True
+    log.warning(
+        "bf16 on this CPU is emulated (no AVX-512 BF16 or AMX): matrix products run far slower "
+        "than in fp32 here. Set train.mixed_precision=auto (bf16 only where it is native) or "
+        "train.mixed_precision=no"
+    )
 
 
 SHARDED = ("FSDP", "DEEPSPEED", "MEGATRON_LM")
