@@ -1,9 +1,12 @@
 """The report's significance section on hand-made finished runs: p-values of BAM against Single
-and Multi, and the smallest p the seed counts allow, so that p = 0.05 at 3 seeds reads right."""
+and Multi, and the smallest p the seed counts allow, so that p = 0.05 at 3 seeds reads right;
+and runs.csv, the per-run scores those tables are computed from."""
 
 from __future__ import annotations
 
+import csv
 import json
+import statistics
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,6 +23,7 @@ def _run(root: Path, variant: str, seed: int, score: float) -> SimpleNamespace:
     (folder / "dev_metrics.json").write_text(json.dumps({"a": {"accuracy": score}}))
     record = {"step": 1, "loss": {"a": 0.5}, "lambda": {"a": 1.0}, "lr": 1e-3}
     (folder / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    (folder / "run_manifest.json").write_text(json.dumps({"git_commit": f"c0ffee{seed}"}))
     return SimpleNamespace(
         id=run_id, variant=variant, tasks=["a"], seed=seed, folder=folder, size=None
     )
@@ -59,3 +63,23 @@ def test_uneven_seed_counts_give_their_own_floor(tmp_path):
 def test_one_seed_has_no_test_and_no_floor(tmp_path):
     lines = _report(tmp_path, {"single": 1, "multi": 1, "bam": 1})
     assert not any(line.startswith("The smallest p") for line in lines)
+
+
+def test_runs_csv_holds_every_score_the_tables_are_computed_from(tmp_path):
+    _report(tmp_path, {"single": 3, "multi": 2, "bam": 3})
+    report = tmp_path / "exp" / "report"
+    with open(report / "runs.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8  # one per finished run and task
+    bam = sorted((r for r in rows if r["row"] == "bam"), key=lambda r: int(r["seed"]))
+    assert [r["run"] for r in bam] == ["bam/seed0", "bam/seed1", "bam/seed2"]
+    # Scores are written exactly as computed (repr of the float), not rounded.
+    assert [float(r["score"]) for r in bam] == [0.80 + 0.01 * seed for seed in range(3)]
+    assert json.loads(bam[1]["metrics"]) == {"accuracy": 0.80 + 0.01}
+    assert bam[2]["git_commit"] == "c0ffee2" and bam[2]["training_minutes"] == "1.0"
+    # The summary table's medians come back from runs.csv alone.
+    with open(report / "results.csv", newline="") as f:
+        summary = {(r["variant"], r["task"]): float(r["median"]) for r in csv.DictReader(f)}
+    for variant in ("single", "multi", "bam"):
+        scores = [float(r["score"]) for r in rows if r["row"] == variant]
+        assert statistics.median(scores) == summary[(variant, "a")]

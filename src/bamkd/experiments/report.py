@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import statistics
 from collections import defaultdict
@@ -39,6 +40,7 @@ from bamkd.experiments.variants import (
     variant_label,
 )
 from bamkd.metrics import task_score
+from bamkd.runtime.manifest import MANIFEST_NAME
 from bamkd.runtime.runs import DEV_METRICS_NAME, PLAN_NAME, is_finished, training_seconds
 from bamkd.runtime.storage import atomic_path, read_json, write_text
 from bamkd.runtime.tracking import read_metrics
@@ -93,6 +95,58 @@ def collect_scores(runs: Sequence[Any]) -> dict[str, dict[str, dict[int, float]]
     return scores
 
 
+RUN_SCORE_COLUMNS = (
+    "run",
+    "row",
+    "seed",
+    "task",
+    "score",
+    "metrics",
+    "training_minutes",
+    "git_commit",
+)
+
+
+def write_run_scores(runs: Sequence[Any], path: Path) -> None:
+    """One row per finished run and task: every number the score and p-value tables come from.
+
+    Run folders are large and live outside git; this file is small enough to commit beside a
+    study's write-up, so its medians and p-values can be recomputed after the runs are gone.
+    """
+    rows: list[list[Any]] = [list(RUN_SCORE_COLUMNS)]
+    for run in runs:
+        if not is_finished(run.folder):
+            continue
+        metrics = read_json(Path(run.folder) / DEV_METRICS_NAME)
+        minutes = round(training_seconds(run.folder) / 60, 2)
+        commit = _git_commit(Path(run.folder))
+        for task in run.tasks:
+            if task in metrics:
+                rows.append(
+                    [
+                        run.id,
+                        _row(run),
+                        run.seed,
+                        task,
+                        task_score(metrics[task]),
+                        json.dumps(metrics[task], sort_keys=True),
+                        minutes,
+                        commit,
+                    ]
+                )
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def _git_commit(run_dir: Path) -> str:
+    """The commit the run's manifest recorded ('' when it has none or cannot be read)."""
+    try:
+        return str(read_json(run_dir / MANIFEST_NAME).get("git_commit") or "")
+    except BamkdError:
+        return ""
+
+
 def _row(run: Any) -> str:
     # plan.json files written before smaller students have no size
     return row_key(run.variant, getattr(run, "size", None))
@@ -138,7 +192,7 @@ def _p(value: float | None) -> str:
 
 
 def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
-    """Write results.csv, results.md, scores.png and training.png; return the markdown lines."""
+    """Write results.csv, runs.csv, results.md, scores.png and training.png; return the markdown."""
     out = Path(exp.output_dir) / "report"
     scores = collect_scores(runs)
     tasks = list(exp.tasks)
@@ -190,6 +244,7 @@ def write_experiment_report(exp: Any, runs: Sequence[Any]) -> list[str]:
     buf = io.StringIO()
     csv.writer(buf).writerows(rows_csv)
     write_text(out / "results.csv", buf.getvalue())
+    write_run_scores(runs, out / "runs.csv")
     if variants:
         _plot_scores(scores, averages, tasks, variants, out / "scores.png")
         lines.append(f"Plots: {out / 'scores.png'}, {out / 'training.png'}")
