@@ -103,6 +103,9 @@ def _split_only(only: list[str] | None, overrides: list[str]) -> tuple[list[str]
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bamkd.experiments.pipeline import load_experiment, run_experiment
+    from bamkd.runtime.devices import refuse_sharded_launch
+
+    refuse_sharded_launch()  # before the experiment folder and its plan are written
 
     only, overrides = _split_only(args.only, args.overrides)
     experiment = load_experiment(args.experiment, overrides)

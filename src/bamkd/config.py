@@ -158,7 +158,8 @@ class TrainConfig:
     """Seeds the heads' initialisation, the batch order and dropout."""
     mixed_precision: Literal["no", "bf16", "fp16", "auto"] = "no"
     """``no`` (fp32; YAML's ``false``/``off`` mean the same), ``bf16``, ``fp16``, or ``auto``:
-    bf16 where the GPU or CPU computes in it natively (a CPU with AVX-512 BF16 or AMX), else fp32.
+    bf16 where the GPU or CPU computes in it natively (Ampere or later; an x86 CPU with AVX-512
+    BF16 or AMX), else fp32.
     ``auto`` is resolved when the config is built, so a run's config.yaml records what it used."""
     fast_dropout: bool = True
     """On CPU, draw dropout masks two per random number (bamkd.fast_dropout); same rates."""

@@ -49,26 +49,51 @@ def test_auto_precision_is_bf16_only_where_the_cpu_computes_in_it(monkeypatch):
         assert devices.resolve_precision("no") == "no"
 
 
+@pytest.mark.parametrize(
+    ("capability", "expected"), [((7, 0), "no"), ((8, 0), "bf16"), ((9, 0), "bf16")]
+)
+def test_auto_precision_on_cuda_takes_bf16_from_ampere_on(monkeypatch, capability, expected):
+    # torch.cuda.is_bf16_supported() says yes on a V100 too, where bf16 is emulated.
+    from bamkd.runtime import devices
+
+    monkeypatch.setattr(devices.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(devices.torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(devices.torch.cuda, "get_device_capability", lambda *a: capability)
+    monkeypatch.setattr(devices.torch.version, "hip", None)
+    assert devices.resolve_precision("auto") == expected
+
+
+def test_cpu_probe_follows_torchs_instruction_set_checks(monkeypatch):
+    from bamkd.runtime import devices
+
+    for avx512_bf16, amx, expected in (
+        (False, False, False),
+        (True, False, True),
+        (False, True, True),
+    ):
+        monkeypatch.setattr(
+            devices.torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False
+        )
+        monkeypatch.setattr(
+            devices.torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False
+        )
+        assert devices.cpu_has_native_bf16() is expected
+    # A PyTorch without the probes: not native (oneDNN's check says yes on plain AVX-512).
+    monkeypatch.delattr(devices.torch.cpu, "_is_avx512_bf16_supported", raising=False)
+    monkeypatch.delattr(devices.torch.cpu, "_is_amx_tile_supported", raising=False)
+    assert devices.cpu_has_native_bf16() is False
+
+
 def test_auto_is_resolved_when_the_config_is_built(monkeypatch):
     from bamkd.config import build_config
     from bamkd.runtime import devices
 
-    monkeypatch.setattr(devices, "native_precision", lambda: "no")
-    cfg = build_config("minilm", ["data.tasks=[mrpc]"])
-    assert cfg.train.mixed_precision == "no"  # the preset says auto; config.yaml records this
-    monkeypatch.setattr(devices, "native_precision", lambda: "bf16")
-    assert (
-        build_config(
-            "tiny", ["data.tasks=[mrpc]", "train.mixed_precision=auto"]
-        ).train.mixed_precision
-        == "bf16"
-    )
-
-
-def test_cpu_bf16_probe_answers_a_bool():
-    from bamkd.runtime.devices import cpu_has_native_bf16
-
-    assert isinstance(cpu_has_native_bf16(), bool)
+    for native in ("bf16", "no"):
+        monkeypatch.setattr(devices, "native_precision", lambda native=native: native)
+        # The minilm preset says auto; config.yaml then records what this machine resolved.
+        assert build_config("minilm", ["data.tasks=[mrpc]"]).train.mixed_precision == native
+        cfg = build_config("tiny", ["data.tasks=[mrpc]", "train.mixed_precision=auto"])
+        assert cfg.train.mixed_precision == native
 
 
 @pytest.mark.parametrize("native", [False, True])
@@ -87,3 +112,30 @@ def test_bf16_on_a_cpu_that_emulates_it_is_warned_about_once(monkeypatch, caplog
     assert len(warnings) == (0 if native else 1)
     if warnings:
         assert "train.mixed_precision=auto" in warnings[0]
+
+
+@pytest.mark.parametrize("kind", SHARDED)
+def test_a_sharded_launch_is_refused_before_accelerate_builds_anything(monkeypatch, kind):
+    from accelerate import Accelerator
+
+    from bamkd.runtime import devices
+
+    built = []
+    monkeypatch.setattr(Accelerator, "__init__", lambda self, *a, **k: built.append(1))
+    monkeypatch.setenv(f"ACCELERATE_USE_{kind}", "true")
+    with pytest.raises(BamkdError, match=f"set up for {kind}"):
+        devices.make_accelerator("no")
+    assert not built
+
+
+def test_bamkd_run_refuses_a_sharded_launch_before_writing_its_folder(
+    monkeypatch, tmp_path, capsys
+):
+    from bamkd.cli import main
+
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    experiment = tmp_path / "exp.yaml"
+    experiment.write_text(f"name: e\noutput_dir: {tmp_path / 'out'}\ntasks: [mrpc]\n")
+    assert main(["run", str(experiment)]) == 2
+    assert "set up for DEEPSPEED" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

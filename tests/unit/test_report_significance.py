@@ -66,11 +66,29 @@ def test_one_seed_has_no_test_and_no_floor(tmp_path):
 
 
 def test_runs_csv_holds_every_score_the_tables_are_computed_from(tmp_path):
-    _report(tmp_path, {"single": 3, "multi": 2, "bam": 3})
+    runs = [
+        _run(tmp_path / "runs", variant, seed, base + 0.01 * seed)
+        for variant, count, base in (("single", 3, 0.7), ("multi", 2, 0.6), ("bam", 3, 0.8))
+        for seed in range(count)
+    ]
+    unfinished = _run(tmp_path / "runs", "bam", 3, 0.9)
+    (unfinished.folder / "trainer_state.json").write_text(json.dumps({"finished": False}))
+    (runs[0].folder / "run_manifest.json").unlink()  # a run without a manifest: no commit
+    pair = _run(tmp_path / "runs", "pairs_multi", 0, 0.5)
+    pair.tasks = ["a", "b"]  # a pairs run counts for its target, in the column target+partner
+    (pair.folder / "dev_metrics.json").write_text(
+        json.dumps({"a": {"accuracy": 0.5}, "b": {"accuracy": 0.9}})
+    )
+    exp = SimpleNamespace(name="sig", output_dir=str(tmp_path / "exp"), tasks=["a"])
+    write_experiment_report(exp, [*runs, unfinished, pair])
     report = tmp_path / "exp" / "report"
     with open(report / "runs.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 8  # one per finished run and task
+    assert len(rows) == 9  # one per finished run and table cell; not the unfinished run
+    assert rows[0]["git_commit"] == ""
+    assert [(r["row"], r["task"], r["score"]) for r in rows if r["row"] == "pairs_multi"] == [
+        ("pairs_multi", "a+b", "0.5")
+    ]
     bam = sorted((r for r in rows if r["row"] == "bam"), key=lambda r: int(r["seed"]))
     assert [r["run"] for r in bam] == ["bam/seed0", "bam/seed1", "bam/seed2"]
     # Scores are written exactly as computed (repr of the float), not rounded.

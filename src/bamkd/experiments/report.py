@@ -17,7 +17,7 @@ import json
 import logging
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,22 +77,28 @@ def collect_scores(runs: Sequence[Any]) -> dict[str, dict[str, dict[int, float]]
     the variant, or ``variant/size`` for a smaller student (`bamkd.experiments.variants.row_key`).
     """
     scores: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    for run, row, column, task_metrics in _finished_scores(runs):
+        scores[row][column][run.seed] = task_score(task_metrics)
+    return scores
+
+
+def _finished_scores(runs: Sequence[Any]) -> Iterator[tuple[Any, str, str, dict[str, float]]]:
+    """(run, report row, table column, the task's dev metrics) for every finished run's tasks.
+
+    A pairs run counts for its target task alone, in the column ``target+partner``.
+    """
     for run in runs:
         if not is_finished(run.folder):
             continue
         metrics = read_json(Path(run.folder) / DEV_METRICS_NAME)
-        variant = run.variant
-        if is_pairs(variant):
-            partner = run.tasks[1]
-            target = run.tasks[0]
+        if is_pairs(run.variant):
+            target, partner = run.tasks[0], run.tasks[1]
             if target in metrics:
-                scores[variant][f"{target}+{partner}"][run.seed] = task_score(metrics[target])
+                yield run, run.variant, f"{target}+{partner}", metrics[target]
             continue
-        row = _row(run)
         for task in run.tasks:
             if task in metrics:
-                scores[row][task][run.seed] = task_score(metrics[task])
-    return scores
+                yield run, _row(run), task, metrics[task]
 
 
 RUN_SCORE_COLUMNS = (
@@ -108,32 +114,25 @@ RUN_SCORE_COLUMNS = (
 
 
 def write_run_scores(runs: Sequence[Any], path: Path) -> None:
-    """One row per finished run and task: every number the score and p-value tables come from.
+    """One row per finished run and table cell: the numbers the score and p-value tables use.
 
     Run folders are large and live outside git; this file is small enough to commit beside a
     study's write-up, so its medians and p-values can be recomputed after the runs are gone.
     """
     rows: list[list[Any]] = [list(RUN_SCORE_COLUMNS)]
-    for run in runs:
-        if not is_finished(run.folder):
-            continue
-        metrics = read_json(Path(run.folder) / DEV_METRICS_NAME)
-        minutes = round(training_seconds(run.folder) / 60, 2)
-        commit = _git_commit(Path(run.folder))
-        for task in run.tasks:
-            if task in metrics:
-                rows.append(
-                    [
-                        run.id,
-                        _row(run),
-                        run.seed,
-                        task,
-                        task_score(metrics[task]),
-                        json.dumps(metrics[task], sort_keys=True),
-                        minutes,
-                        commit,
-                    ]
-                )
+    for run, row, column, task_metrics in _finished_scores(runs):
+        rows.append(
+            [
+                run.id,
+                row,
+                run.seed,
+                column,
+                task_score(task_metrics),
+                json.dumps(task_metrics, sort_keys=True),
+                round(training_seconds(run.folder) / 60, 2),
+                _git_commit(Path(run.folder)),
+            ]
+        )
     buf = io.StringIO()
     csv.writer(buf).writerows(rows)
     write_text(path, buf.getvalue())
@@ -142,9 +141,10 @@ def write_run_scores(runs: Sequence[Any], path: Path) -> None:
 def _git_commit(run_dir: Path) -> str:
     """The commit the run's manifest recorded ('' when it has none or cannot be read)."""
     try:
-        return str(read_json(run_dir / MANIFEST_NAME).get("git_commit") or "")
+        manifest = read_json(run_dir / MANIFEST_NAME)
     except BamkdError:
         return ""
+    return str(manifest.get("git_commit") or "") if isinstance(manifest, dict) else ""
 
 
 def _row(run: Any) -> str:

@@ -13,6 +13,7 @@ split.
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -47,6 +48,7 @@ def make_accelerator(mixed_precision: str = "no", **kwargs: Any) -> Accelerator:
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
+    refuse_sharded_launch()
     state = AcceleratorState._shared_state
     if state and str(state.get("_mixed_precision", mixed_precision)) != mixed_precision:
         AcceleratorState._reset_state(reset_partial_state=False)
@@ -60,22 +62,33 @@ def make_accelerator(mixed_precision: str = "no", **kwargs: Any) -> Accelerator:
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 matrix products in hardware (AVX-512 BF16 or AMX)."""
+    """Whether this x86 CPU computes bf16 matrix products in hardware (AVX-512 BF16 or AMX).
+
+    False where PyTorch has no probe for it (older releases, other architectures): oneDNN's own
+    check also says yes on AVX-512 CPUs without BF16 instructions, where bf16 is converted, not
+    native, so it cannot stand in.
+    """
     cpu = torch.cpu
     checks = [
         getattr(cpu, "_is_avx512_bf16_supported", None),
         getattr(cpu, "_is_amx_tile_supported", None),
     ]
-    found = [check for check in checks if check is not None]
-    if not found:  # a PyTorch without these probes: oneDNN's own answer
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return any(check() for check in found)
+    return any(check() for check in checks if check is not None)
+
+
+def cuda_has_native_bf16() -> bool:
+    """Ampere (compute capability 8) and later, or ROCm; ``torch.cuda.is_bf16_supported()`` also
+    says yes on older GPUs that only emulate bf16."""
+    if torch.version.hip:
+        return True
+    major, _ = torch.cuda.get_device_capability()
+    return major >= 8
 
 
 def native_precision() -> str:
     """What ``mixed_precision: auto`` means here: bf16 where the device computes in it, else no."""
     if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+        return "bf16" if cuda_has_native_bf16() else "no"
     if has_accelerator_device():  # XPU, MPS: bf16 support varies by chip; fp32 is always right
         return "no"
     return "bf16" if cpu_has_native_bf16() else "no"
@@ -97,16 +110,25 @@ def warn_if_bf16_is_emulated() -> None:
     _warned_emulated_bf16 = True
     log.warning(
         "bf16 on this CPU is emulated (no AVX-512 BF16 or AMX): matrix products run far slower "
-        "than in fp32 here. Set train.mixed_precision=auto (bf16 only where it is native) or "
-        "train.mixed_precision=no"
+        "than in fp32 here. To train faster, set the run's mixed_precision to auto (bf16 only "
+        "where it is native) or no: train.mixed_precision=auto, or base.train.mixed_precision="
+        "auto for an experiment"
     )
 
 
 SHARDED = ("FSDP", "DEEPSPEED", "MEGATRON_LM")
 
 
+def refuse_sharded_launch() -> None:
+    """Refuse a sharded launch from the variables ``accelerate launch`` sets, before accelerate
+    builds anything (it would fail on a missing DeepSpeed package first)."""
+    for kind in SHARDED:
+        if os.environ.get(f"ACCELERATE_USE_{kind}", "false").lower() in ("true", "1"):
+            refuse_sharding(kind)
+
+
 def refuse_sharding(distributed_type: str) -> None:
-    """Stop before any file is written when accelerate is set up to shard the model."""
+    """Stop before training when accelerate is set up to shard the model."""
     if distributed_type in SHARDED:
         raise BamkdError(
             f"accelerate is set up for {distributed_type} (its config file or an "
