@@ -120,7 +120,12 @@ def write_run_scores(runs: Sequence[Any], path: Path) -> None:
     study's write-up, so its medians and p-values can be recomputed after the runs are gone.
     """
     rows: list[list[Any]] = [list(RUN_SCORE_COLUMNS)]
+    per_run: dict[str, tuple[float, str]] = {}  # a multi-task run's folder is read once
     for run, row, column, task_metrics in _finished_scores(runs):
+        if run.id not in per_run:
+            minutes = round(training_seconds(run.folder) / 60, 2)
+            per_run[run.id] = (minutes, _git_commit(Path(run.folder)))
+        minutes, commit = per_run[run.id]
         rows.append(
             [
                 run.id,
@@ -129,8 +134,8 @@ def write_run_scores(runs: Sequence[Any], path: Path) -> None:
                 column,
                 task_score(task_metrics),
                 json.dumps(task_metrics, sort_keys=True),
-                round(training_seconds(run.folder) / 60, 2),
-                _git_commit(Path(run.folder)),
+                minutes,
+                commit,
             ]
         )
     buf = io.StringIO()
